@@ -1,0 +1,67 @@
+# qxl-async: fetch the QEMU base, apply the series, build, test, benchmark.
+#
+#   make demo       build, then boot a Linux guest on -vga qxl (the main job)
+#   make check      build and run every test; ends with "N passed, N failed"
+#   make bench      patched vs. unpatched QEMU with a frozen SPICE client
+#
+# See README.md for the rest.
+
+SHELL := /bin/bash
+S := scripts
+
+PATCHED  := build/patched/qemu-system-x86_64
+UPSTREAM := build/upstream/qemu-system-x86_64
+
+.PHONY: all deps base tree export build upstream demo check check-long \
+        bench docs checkpatch bisect-check clean distclean
+
+all: build
+
+deps:
+	$(S)/deps.sh
+
+base: deps
+	$(S)/fetch-base.sh
+
+# The work tree: base + git am of patches/series.
+tree: base
+	$(S)/tree.sh
+
+export:
+	$(S)/export.sh
+
+build/tree/.git:
+	$(MAKE) tree
+
+build: base build/tree/.git
+	$(S)/build.sh build/tree build/patched
+
+upstream: base
+	$(S)/build.sh build/base build/upstream
+
+demo: build
+	$(S)/demo.sh
+
+check: deps base
+	$(S)/check.sh
+
+check-long: check
+	$(S)/check.sh --long
+
+bench: build upstream
+	bench/run.sh
+
+docs: base build/tree/.git
+	$(S)/docs.sh
+
+checkpatch: base
+	$(S)/checkpatch.sh
+
+bisect-check: base
+	$(S)/bisect-check.sh
+
+clean:
+	rm -rf build/patched build/upstream build/bisect build/bisect-build build/guest
+
+distclean:
+	rm -rf build
