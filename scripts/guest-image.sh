@@ -21,6 +21,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$top/build/guest}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+# one build at a time (tests may start in parallel)
+exec 9>"$out/.lock"
+flock 9
 guestsrc=$top/tests/guest
 
 for tool in apt-cache apt-get dpkg-deb depmod busybox cpio gzip gcc; do

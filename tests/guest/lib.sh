@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Boot helpers for the qxl test guest, sourced by scripts/demo.sh,
 # tests/guest/smoke.sh and later guest tests (bash).
 #
@@ -49,7 +50,6 @@ guest_start() {
         [ -s "$image/$f" ] || { echo "guest_start: no $image/$f" >&2; return 1; }
     done
     mkdir -p "$run"
-    GUEST_RUN=$run
     # unix socket paths are limited to 107 bytes: keep sockets in /tmp
     GUEST_SOCKDIR=$(mktemp -d /tmp/qxl-guest.XXXXXX)
     GUEST_QMP=$GUEST_SOCKDIR/qmp.sock
