@@ -1,17 +1,26 @@
 #!/bin/bash
 # Configure (once) and build a lean x86_64 QEMU.
 #
-#   build.sh SRCDIR BUILDDIR [ninja targets...]
+#   build.sh SRCDIR LINK [ninja targets...]
 #
-# The emulator ends up at BUILDDIR/qemu-system-x86_64, with firmware
-# linked into BUILDDIR's data directory.
+# The build directory is SRCDIR/build (so that every tree compiles with
+# the same relative paths and ccache hits across them); LINK is made a
+# symbolic link to it.  The emulator ends up at LINK/qemu-system-x86_64,
+# with firmware linked into the build's data directory.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/lib.sh"
 
 src=$(cd "$1" && pwd); shift
-builddir=$1; shift
+link=$1; shift
+builddir=$src/build
+log=${link%/}
+mkdir -p "$(dirname "$link")"
+if [ "$(readlink -f "$link" 2>/dev/null)" != "$builddir" ]; then
+    [ -L "$link" ] || [ ! -e "$link" ] || rm -rf "$link"
+    ln -sfn "$builddir" "$link"
+fi
 
 config=(
     --target-list=x86_64-softmmu
@@ -30,16 +39,16 @@ if [ ! -f "$builddir/build.ninja" ] ||
     step "configure $builddir (${config[*]})"
     rm -rf "$builddir"
     mkdir -p "$builddir"
-    (cd "$builddir" && "$src/configure" "${config[@]}") >"$builddir.configure.log" 2>&1 || {
-        tail -30 "$builddir.configure.log" >&2
-        die "configure failed for $builddir (log: $builddir.configure.log)"
+    (cd "$builddir" && "$src/configure" "${config[@]}") >"$log.configure.log" 2>&1 || {
+        tail -30 "$log.configure.log" >&2
+        die "configure failed for $builddir (log: $log.configure.log)"
     }
     echo "$stamp" >"$builddir/.qxl-config"
 fi
 
 step "build $builddir ${*:-qemu-system-x86_64}"
-ninja -C "$builddir" "${@:-qemu-system-x86_64}" >"$builddir.build.log" 2>&1 || {
-    grep -E -A5 'error|FAILED' "$builddir.build.log" | head -60 >&2
-    die "build failed in $builddir (log: $builddir.build.log)"
+ninja -C "$builddir" "${@:-qemu-system-x86_64}" >"$log.build.log" 2>&1 || {
+    grep -E -A5 'error|FAILED' "$log.build.log" | head -60 >&2
+    die "build failed in $builddir (log: $log.build.log)"
 }
 "$top/scripts/firmware.sh" "$builddir"

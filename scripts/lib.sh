@@ -6,3 +6,9 @@ PYTHON=/usr/bin/python3
 
 step() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Every build directory is SRC/build, and ccache sees paths relative to
+# build/: the base, the work tree and the bisect tree then share one cache.
+export CCACHE_BASEDIR=$top/build
+export CCACHE_NOHASHDIR=true
+export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-include_file_mtime,include_file_ctime,time_macros}

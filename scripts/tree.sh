@@ -48,9 +48,10 @@ while read -r p; do
 done <"$top/patches/series"
 rm -f "$new.am.log"
 
-# Keep the existing build directory's view of the sources: move the new
-# tree into place rather than re-creating the path's contents piecemeal.
+# Keep the build directory (SRC/build) of the old tree: its objects stay
+# valid for every file the new tree did not change.
 if [ -d "$tree" ]; then
+    [ -d "$tree/build" ] && mv "$tree/build" "$new/build"
     rm -rf "$tree.old"; mv "$tree" "$tree.old"
 fi
 mv "$new" "$tree"

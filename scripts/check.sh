@@ -1,0 +1,111 @@
+#!/bin/bash
+# make check: build the series and run every test.
+#
+# Each test program prints TAP; every "ok"/"not ok" line counts, and so
+# does each of the project's own checks (build, checkpatch per patch,
+# bisect step per patch).  The last line is "N passed, N failed"; the exit
+# status is non-zero on any failure.
+#
+#   check.sh [--long]
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/lib.sh"
+cd "$top"
+
+long=0
+[ "${1:-}" = --long ] && long=1
+
+logdir=$top/build/check-logs
+rm -rf "$logdir"; mkdir -p "$logdir"
+passed=0
+failed=0
+failures=()
+
+pass() { passed=$((passed + 1)); echo "ok - $*"; }
+fail() { failed=$((failed + 1)); failures+=("$*"); echo "not ok - $*"; }
+
+# run_tap NAME CMD...: run a TAP-producing command, count its results.
+run_tap() {
+    local name=$1; shift
+    local log=$logdir/$name.log
+    step "$name"
+    "$@" >"$log" 2>&1
+    local rc=$?
+    local p f
+    p=$(grep -c -E '^ *ok [0-9]+' "$log")
+    f=$(grep -c -E '^ *not ok [0-9]+' "$log")
+    grep -E '^ *(not )?ok [0-9]+' "$log" | sed "s|^ *|    $name: |"
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$f" -gt 0 ]; then
+        failures+=("$name: $f case(s) failed")
+    fi
+    if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then
+        fail "$name exited with status $rc (log: $log)"
+        tail -20 "$log" | sed 's/^/    | /'
+    elif [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+        fail "$name ran no test (log: $log)"
+    fi
+}
+
+finish() {
+    echo
+    if [ ${#failures[@]} -gt 0 ]; then
+        echo "Failures:"
+        printf '  %s\n' "${failures[@]}"
+        echo "Logs: $logdir"
+    fi
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+}
+
+# 1. The work tree must be the series in patches/: make check tests the
+#    truth, not whatever the work tree happens to hold.
+if [ ! -d build/tree/.git ]; then
+    scripts/tree.sh || { fail "series applies to the base"; finish; }
+elif ! scripts/export.sh --check build/tree; then
+    fail "build/tree matches patches/ (run 'make export', or 'make tree FORCE=1')"
+    finish
+fi
+pass "series applies to QEMU $(cat build/base/.qxl-base-version)"
+
+# 2. Build the patched emulator and the qtests.
+qtests=(display-vga-test device-introspect-test)
+[ -f build/tree/tests/qtest/qxl-async-test.c ] && qtests+=(qxl-async-test)
+if scripts/build.sh build/tree build/patched qemu-system-x86_64 \
+        "${qtests[@]/#/tests/qtest/}" 2>"$logdir/build.log"; then
+    pass "build patched QEMU and qtests"
+else
+    cat "$logdir/build.log" >&2
+    fail "build patched QEMU and qtests"
+    finish
+fi
+
+# 3. The qtests.
+export QTEST_QEMU_BINARY=./qemu-system-x86_64
+export QTEST_QEMU_IMG=false
+for t in "${qtests[@]}"; do
+    run_tap "qtest-$t" bash -c "cd build/patched && \
+        timeout 600 ./tests/qtest/$t --tap -k"
+done
+
+# 4. checkpatch.pl over every patch.
+run_tap checkpatch scripts/checkpatch.sh
+
+# 5. Every patch applies and builds on its own, and its qtest passes.
+run_tap bisect scripts/bisect-check.sh
+
+# 6. A real Linux guest on -vga qxl.
+if [ -x tests/guest/smoke.sh ]; then
+    run_tap guest-smoke tests/guest/smoke.sh build/patched/qemu-system-x86_64
+fi
+
+if [ $long = 1 ]; then
+    for t in tests/long/*.sh; do
+        [ -x "$t" ] && run_tap "long-$(basename "$t" .sh)" "$t"
+    done
+fi
+
+finish
