@@ -17,7 +17,10 @@ link=$1; shift
 builddir=$src/build
 log=${link%/}
 mkdir -p "$(dirname "$link")"
-if [ "$(readlink -f "$link" 2>/dev/null)" != "$builddir" ]; then
+if [ ! -L "$link" ] && [ -f "$link/build.ninja" ]; then
+    # a build directory of its own, configured before: keep using it
+    builddir=$(cd "$link" && pwd)
+elif [ "$(readlink -f "$link" 2>/dev/null)" != "$builddir" ]; then
     [ -L "$link" ] || [ ! -e "$link" ] || rm -rf "$link"
     ln -sfn "$builddir" "$link"
 fi
