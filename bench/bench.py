@@ -1,0 +1,333 @@
+#!/usr/bin/python3
+"""make bench: patched vs. unpatched QEMU with a frozen SPICE client.
+
+    bench.py [--seconds N] [--idle-seconds N] [--only upstream|patched]
+             [--port-writes N] [--rounds N] [--out DIR]
+
+For each QEMU binary (build/upstream, build/patched; a missing one is skipped
+with a note), in one QEMU process (see bench/stall.py):
+
+ 1. boot the boot-sector guest (-accel tcg, or kvm where it is not nested
+    PVM), set up qxl-vga through qtest, connect a headless SPICE client;
+ 2. port writes: vCPU-side latency (rdtsc in the guest) of
+    QXL_IO_UPDATE_AREA_ASYNC against the no-op QXL_IO_UPDATE_IRQ;
+ 3. idle: QMP query-status round trips every 10 ms, nothing else going on;
+ 4. stall: freeze the client (SIGSTOP), keep the command ring full of
+    256x256 random QXL_DRAW_COPY until the worker stops taking them, then
+    the vCPU issues one synchronous QXL_IO_UPDATE_AREA while query-status
+    is measured for --seconds.
+
+Prints a table and writes build/bench/results.json and results.md.  The
+targets (patched QMP p99 within 2x of idle, max under 100 ms, async port
+write within 1.2x of the no-op one) are shown, not asserted: the exit
+status is 0 when every scenario ran, 1 otherwise.
+
+Environment: BENCH_SECONDS (default 40), BENCH_IDLE_SECONDS (20),
+BENCH_ACCEL (tcg|kvm, default: automatic).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import stall  # noqa: E402
+
+BINARIES = (('upstream', 'build/upstream/qemu-system-x86_64'),
+            ('patched', 'build/patched/qemu-system-x86_64'))
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def loadavg():
+    try:
+        return [float(x) for x in open('/proc/loadavg').read().split()[:3]]
+    except OSError:
+        return None
+
+
+def host_info(accel):
+    cpu = ''
+    try:
+        for line in open('/proc/cpuinfo'):
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    osname = ''
+    try:
+        for line in open('/etc/os-release'):
+            if line.startswith('PRETTY_NAME='):
+                osname = line.split('=', 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return {'hostname': platform.node(), 'os': osname,
+            'kernel': platform.release(), 'cpu': cpu,
+            'cpus': os.cpu_count(), 'accel': accel,
+            'kvm_pvm': os.path.exists('/sys/module/kvm_pvm')}
+
+
+def qemu_version(path):
+    try:
+        out = subprocess.run([path, '--version'], capture_output=True,
+                             text=True, timeout=20).stdout
+        return out.splitlines()[0] if out else ''
+    except (OSError, subprocess.TimeoutExpired):
+        return ''
+
+
+def run_binary(name, path, args, outdir):
+    """All phases against one binary; returns its result dict."""
+    res = {'path': path, 'version': qemu_version(path), 'ok': False,
+           'loadavg_before': loadavg()}
+    t0 = time.monotonic()
+    workdir = os.path.join(outdir, name)
+    os.makedirs(workdir, exist_ok=True)
+    h = stall.StallHarness(path, workdir=workdir, name=name,
+                           log=lambda m: log(f'[{name}] {m}'))
+    try:
+        h.start(boot_image=args.boot_image)
+        h.setup_device()
+        h.prepare_draws()
+        h.start_client()
+        h.calibrate_tsc()
+        res['tsc_mhz'] = h.tsc_hz / 1e6
+        log(f'[{name}] port writes: {args.rounds} x {args.port_writes} '
+            'no-op / async')
+        res['port_writes'] = h.port_write_latency(args.port_writes, args.rounds)
+        log(f'[{name}] idle: QMP query-status every 10 ms for '
+            f'{args.idle_seconds:g} s')
+        res['idle'] = h.qmp_idle(args.idle_seconds)
+        h.freeze_client()
+        log(f'[{name}] client frozen; filling the command ring')
+        res['fill'] = h.fill_ring()
+        log(f'[{name}] stall: sync QXL_IO_UPDATE_AREA from the vCPU, QMP '
+            f'for {args.seconds:g} s')
+        res['stall'] = h.stall(args.seconds)
+        res['ok'] = True
+    except Exception as e:
+        res['error'] = f'{type(e).__name__}: {e}'
+        log(f'[{name}] FAILED: {res["error"]}')
+        traceback.print_exc()
+    finally:
+        h.close()
+        res['runtime_s'] = round(time.monotonic() - t0, 1)
+        res['loadavg_after'] = loadavg()
+        res['qemu_log'] = os.path.relpath(h.qemu_log, TOP)
+        try:
+            tail = open(h.qemu_log, errors='replace').read().splitlines()
+            res['qemu_warnings'] = [l for l in tail if 'warning' in l or 'error' in l][-10:]
+        except OSError:
+            pass
+    return res
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt_ms(v):
+    if v is None:
+        return 'n/a'
+    if v >= 1000:
+        return f'{v:,.0f}'
+    if v >= 10:
+        return f'{v:.1f}'
+    return f'{v:.2f}'
+
+
+def fmt_x(v):
+    return 'n/a' if v is None else f'{v:.2f}x'
+
+
+def fmt_us(v):
+    return 'n/a' if v is None else f'{v:.2f}'
+
+
+def summarize(results):
+    b = results['binaries']
+    up, pa = b.get('upstream', {}), b.get('patched', {})
+
+    def g(r, *keys):
+        for k in keys:
+            if not isinstance(r, dict) or k not in r:
+                return None
+            r = r[k]
+        return r
+    cmp = {
+        'p50_patched_over_upstream': ratio(g(pa, 'stall', 'qmp', 'p50_ms'), g(up, 'stall', 'qmp', 'p50_ms')),
+        'p99_patched_over_upstream': ratio(g(pa, 'stall', 'qmp', 'p99_ms'), g(up, 'stall', 'qmp', 'p99_ms')),
+        'max_patched_over_upstream': ratio(g(pa, 'stall', 'qmp', 'max_ms'), g(up, 'stall', 'qmp', 'max_ms')),
+        'p50_patched_over_idle': ratio(g(pa, 'stall', 'qmp', 'p50_ms'), g(pa, 'idle', 'p50_ms')),
+        'p99_patched_over_idle': ratio(g(pa, 'stall', 'qmp', 'p99_ms'), g(pa, 'idle', 'p99_ms')),
+        'max_patched_over_idle': ratio(g(pa, 'stall', 'qmp', 'max_ms'), g(pa, 'idle', 'max_ms')),
+    }
+    targets = {}
+    if g(pa, 'stall', 'qmp', 'p99_ms') is not None and g(pa, 'idle', 'p99_ms'):
+        targets['patched QMP p99 within 2x of idle'] = cmp['p99_patched_over_idle'] <= 2.0
+        targets['patched QMP max under 100 ms'] = g(pa, 'stall', 'qmp', 'max_ms') < 100
+    if g(pa, 'port_writes', 'ratio_median') is not None:
+        targets['patched async port write within 1.2x of the no-op one'] = \
+            g(pa, 'port_writes', 'ratio_median') <= 1.2
+    results['comparison'] = cmp
+    results['targets'] = targets
+    return cmp, targets
+
+
+def tables(results):
+    """The result tables, as markdown (also printed on the terminal)."""
+    b = results['binaries']
+    lines = []
+    h = results['host']
+    lines.append(f"QMP `query-status` round trip every 10 ms; stall = frozen SPICE "
+                 f"client, full command ring, one synchronous QXL_IO_UPDATE_AREA from "
+                 f"the vCPU {results['lead_s']:g} s into a {results['seconds']:g} s "
+                 f"window; idle = {results['idle_seconds']:g} s with nothing going on.")
+    lines.append('')
+    lines.append(f"{results['date']}, {h['cpu']} ({h['cpus']} CPUs), {h['os']}, "
+                 f"kernel {h['kernel']}, -accel {h['accel']}.")
+    lines.append('')
+    lines.append('| QEMU | phase | QMP samples | p50 ms | p99 ms | max ms | '
+                 'sync UPDATE_AREA returned after | QMP answers during it |')
+    lines.append('|---|---|---:|---:|---:|---:|---:|---:|')
+    for name, r in b.items():
+        if r.get('skipped'):
+            lines.append(f'| {name} | skipped: {r["skipped"]} | | | | | | |')
+            continue
+        if not r.get('ok') and 'idle' not in r:
+            lines.append(f'| {name} | FAILED: {r.get("error", "?")} | | | | | | |')
+            continue
+        for phase in ('idle', 'stall'):
+            q = r.get(phase)
+            if phase == 'stall':
+                q = (q or {}).get('qmp')
+            if not q:
+                lines.append(f'| {name} | {phase}: FAILED ({r.get("error", "?")}) | | | | | | |')
+                continue
+            sw = during = ''
+            if phase == 'stall':
+                sw = f"{r['stall']['sync_write_ms'] / 1e3:.2f} s"
+                during = str(r['stall']['qmp_answered_during_write'])
+            lines.append(f"| {name} | {phase} | {q['samples']} | {fmt_ms(q.get('p50_ms'))} | "
+                         f"{fmt_ms(q.get('p99_ms'))} | {fmt_ms(q.get('max_ms'))} | {sw} | {during} |")
+    lines.append('')
+    c = results['comparison']
+    lines.append('| ratio | p50 | p99 | max |')
+    lines.append('|---|---:|---:|---:|')
+    lines.append(f"| patched / upstream (stall) | {fmt_x(c['p50_patched_over_upstream'])} | "
+                 f"{fmt_x(c['p99_patched_over_upstream'])} | {fmt_x(c['max_patched_over_upstream'])} |")
+    lines.append(f"| patched stall / patched idle | {fmt_x(c['p50_patched_over_idle'])} | "
+                 f"{fmt_x(c['p99_patched_over_idle'])} | {fmt_x(c['max_patched_over_idle'])} |")
+    lines.append('')
+    lines.append('| QEMU | vCPU port write | median µs | p90 µs | min µs | n |')
+    lines.append('|---|---|---:|---:|---:|---:|')
+    for name, r in b.items():
+        pw = r.get('port_writes')
+        if not pw:
+            continue
+        for key, label in (('noop', 'QXL_IO_UPDATE_IRQ (no-op)'),
+                           ('async', 'QXL_IO_UPDATE_AREA_ASYNC')):
+            s = pw[key]
+            lines.append(f"| {name} | {label} | {fmt_us(s['median_us'])} | "
+                         f"{fmt_us(s['p90_us'])} | {fmt_us(s['min_us'])} | {s['n']} |")
+        lines.append(f"| {name} | async / no-op (medians) | {fmt_x(pw['ratio_median'])} | | | |")
+    lines.append('')
+    fills = [f"{n}: {r['fill']['pushed']} draws pushed, {r['fill']['consumed']} taken"
+             for n, r in b.items() if r.get('fill')]
+    if fills:
+        lines.append('Ring filled until the worker stopped taking commands (' +
+                     '; '.join(fills) + ').')
+        lines.append('')
+    if results['targets']:
+        lines.append('Targets (shown, not asserted):')
+        lines.append('')
+        for k, v in results['targets'].items():
+            lines.append(f"- {k}: {'met' if v else 'NOT met'}")
+    else:
+        lines.append('Targets: not evaluated (no patched result).')
+    lines.append('')
+    loads = [f"{n} {r['loadavg_before'][0]:.1f} -> {r['loadavg_after'][0]:.1f}"
+             for n, r in b.items() if r.get('loadavg_before') and r.get('loadavg_after')]
+    if loads:
+        lines.append('Load average (1 min) during the runs: ' + ', '.join(loads) +
+                     '. QMP latencies include whatever else the machine was doing.')
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--seconds', type=float,
+                    default=float(os.environ.get('BENCH_SECONDS', 40)),
+                    help='QMP measurement window of the stall (default 40)')
+    ap.add_argument('--idle-seconds', type=float,
+                    default=float(os.environ.get('BENCH_IDLE_SECONDS', 20)),
+                    help='QMP measurement of the idle baseline (default 20)')
+    ap.add_argument('--only', choices=[n for n, _ in BINARIES])
+    ap.add_argument('--port-writes', type=int, default=200,
+                    help='port writes per round (default 200)')
+    ap.add_argument('--rounds', type=int, default=5,
+                    help='alternating no-op/async rounds (default 5)')
+    ap.add_argument('--out', default=os.path.join(TOP, 'build', 'bench'))
+    args = ap.parse_args(argv)
+    stall.install_signal_handlers()
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.monotonic()
+    accel = stall.choose_accel()
+    args.boot_image = stall.build_bootsector(os.path.join(args.out, 'guest'))
+    results = {
+        'date': datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z'),
+        'host': host_info(accel), 'seconds': args.seconds,
+        'idle_seconds': args.idle_seconds, 'lead_s': 2.0,
+        'port_writes_per_round': args.port_writes, 'rounds': args.rounds,
+        'binaries': {},
+    }
+    ran = failed = 0
+    for name, rel in BINARIES:
+        if args.only and name != args.only:
+            continue
+        path = os.path.join(TOP, rel)
+        if not os.access(path, os.X_OK):
+            note = f'{rel} does not exist (build it: make ' + \
+                ('upstream' if name == 'upstream' else 'build') + ')'
+            log(f'[{name}] skipped: {note}')
+            results['binaries'][name] = {'path': path, 'skipped': note}
+            continue
+        log(f'[{name}] {path}')
+        r = run_binary(name, path, args, args.out)
+        results['binaries'][name] = r
+        ran += 1
+        failed += not r['ok']
+    results['runtime_s'] = round(time.monotonic() - t0, 1)
+    summarize(results)
+    md = tables(results)
+    with open(os.path.join(args.out, 'results.json'), 'w') as f:
+        json.dump(results, f, indent=1)
+        f.write('\n')
+    with open(os.path.join(args.out, 'results.md'), 'w') as f:
+        f.write(md)
+    print()
+    print(md)
+    print(f'Written {os.path.relpath(os.path.join(args.out, "results.json"), TOP)} and '
+          f'results.md; total {results["runtime_s"]:.0f} s.')
+    if ran == 0:
+        log('no QEMU binary to benchmark')
+        return 1
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,27 @@
+#!/bin/bash
+# make bench: patched vs. unpatched QEMU with a frozen SPICE client.
+#
+#   bench/run.sh [--seconds N] [--only upstream|patched] [--idle-seconds N]
+#
+# Runs bench/bench.py (see there, and bench/stall.py for the harness) against
+# build/upstream and build/patched (a missing one is skipped with a note),
+# prints the table and writes build/bench/results.json and results.md.
+# Environment: BENCH_SECONDS (stall window, default 40), BENCH_IDLE_SECONDS
+# (default 20), BENCH_ACCEL (tcg|kvm; default tcg on nested PVM, else kvm if
+# /dev/kvm works).  Needs binutils (as, ld), python3-gi and
+# gir1.2-spiceclientglib-2.0.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+missing=()
+command -v as >/dev/null || missing+=(binutils)
+/usr/bin/python3 -c 'import gi; gi.require_version("SpiceClientGLib", "2.0")' \
+    2>/dev/null || missing+=(python3-gi gir1.2-spiceclientglib-2.0)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bench/run.sh: missing packages: ${missing[*]}" >&2
+    exit 1
+fi
+
+exec /usr/bin/python3 "$top/bench/bench.py" "$@"
