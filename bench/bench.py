@@ -311,6 +311,9 @@ def main(argv):
         results['binaries'][name] = r
         ran += 1
         failed += not r['ok']
+    if ran == 0:
+        log('no QEMU binary to benchmark; results left as they were')
+        return 1
     results['runtime_s'] = round(time.monotonic() - t0, 1)
     summarize(results)
     md = tables(results)
@@ -323,9 +326,6 @@ def main(argv):
     print(md)
     print(f'Written {os.path.relpath(os.path.join(args.out, "results.json"), TOP)} and '
           f'results.md; total {results["runtime_s"]:.0f} s.')
-    if ran == 0:
-        log('no QEMU binary to benchmark')
-        return 1
     return 1 if failed else 0
 
 

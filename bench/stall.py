@@ -448,9 +448,15 @@ class QmpProbe(threading.Thread):
         res = {'samples': len(lat), 'interval_ms': self.interval * 1e3,
                'seconds': self.seconds, 'error': self.error}
         if lat:
-            res.update(p50_ms=percentile(lat, 50), p99_ms=percentile(lat, 99),
-                       max_ms=lat[-1], min_ms=lat[0],
+            res.update(p50_ms=percentile(lat, 50), p90_ms=percentile(lat, 90),
+                       p99_ms=percentile(lat, 99), max_ms=lat[-1], min_ms=lat[0],
+                       over_10ms=sum(1 for x in lat if x > 10),
                        over_100ms=sum(1 for x in lat if x > 100))
+            # the slowest round trips and when they were sent (s into the run)
+            slow = sorted(((tr - ts) * 1e3, ts - self.started_at)
+                          for ts, tr in self.samples)[-20:]
+            res['slowest'] = [[round(t, 3), round(ms, 2)] for ms, t in sorted(
+                slow, key=lambda x: x[1])]
         return res
 
 
