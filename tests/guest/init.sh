@@ -15,6 +15,23 @@
 #                    0 (default) does not wait, the mode is held 1 second.
 #   qxltest.mode=WxH the mode of step 2 (default 800x600)
 #   qxltest.loop=1   redraw forever after step 3
+#   qxltest.loopmode=K  in the loop, every K-th step is a KMS mode change
+#                    (qxlmode, qxltest.mode, pattern "mode", no hold: two
+#                    mode changes) instead of a redraw; 0 (default): never.
+#                    "QXL-GUEST-LOOP N pattern=mode WxH t=T0 pitch=P" when the
+#                    mode is set (T0: uptime before qxlmode started), then
+#                    "QXL-GUEST-LOOP-MODE N restored t=T1" when fbdev has its
+#                    mode back.  (Linux's qxl driver gives up waiting for a
+#                    lost QXL_INTERRUPT_IO_CMD after 5 s without a message:
+#                    T1 - T0 shows it.)
+#   qxltest.loopms=MS   pause between loop steps (default 1000)
+#   qxltest.head2=1  if there is a second qxl head (/dev/fb1, /dev/dri/card1),
+#                    after step 3 and before the loop:
+#                      draw "boot" on fb1        -> QXL-GUEST-HEAD2 DRAWN boot WxH
+#                      mode change on card1      -> QXL-GUEST-HEAD2 DRAWN mode WxH
+#                      draw "ready" on fb1       -> QXL-GUEST-HEAD2 READY WxH
+#                    each held like steps 1 and 2 (qxltest.hold); without a
+#                    second head: QXL-GUEST-HEAD2 NONE
 # Patterns: /etc/qxltest/patterns (tests/guest/patterns).  Any failure prints
 # a line starting with QXL-GUEST-ERROR.
 PATH=/bin
@@ -33,10 +50,13 @@ fatal() { error "$*"; hang; }
 
 echo "QXL-GUEST: init started t=$(now)"
 
-loop=0 hold=0 mode=800x600
+loop=0 hold=0 mode=800x600 loopmode=0 loopms=1000 head2=0
 for arg in $(cat /proc/cmdline); do
     case $arg in
     qxltest.loop=*) loop=${arg#*=} ;;
+    qxltest.loopmode=*) loopmode=${arg#*=} ;;
+    qxltest.loopms=*) loopms=${arg#*=} ;;
+    qxltest.head2=*) head2=${arg#*=} ;;
     qxltest.hold=*) hold=${arg#*=} ;;
     qxltest.mode=*) mode=${arg#*=} ;;
     esac
@@ -101,12 +121,13 @@ repeat() {
     head -c "$3" /run/rep >"$2"
     rm -f /run/rep
 }
-# frame NAME: /run/NAME.raw, the quadrants of pattern NAME at w x h / stride:
-# built with the image for the boot mode (fast), else generated here (slow
-# under TCG: many small processes).
+# frame NAME [OUT]: OUT (default /run/NAME.raw), the quadrants of pattern
+# NAME at w x h / stride: built with the image for the boot mode (fast), else
+# generated here (slow under TCG: many small processes).
 frame() {
+    fout=${2:-/run/$1.raw}
     if [ -f "/etc/qxltest/frames/$1-${w}x${h}-$stride.raw" ]; then
-        ln -sf "/etc/qxltest/frames/$1-${w}x${h}-$stride.raw" "/run/$1.raw"
+        ln -sf "/etc/qxltest/frames/$1-${w}x${h}-$stride.raw" "$fout"
         return
     fi
     echo "QXL-GUEST: generating frame $1 for ${w}x${h} stride=$stride"
@@ -120,7 +141,7 @@ frame() {
         cat /run/l /run/r /run/pad >/run/row
         repeat /run/row /run/$half $((stride * rows))
     done
-    cat /run/top /run/bottom >"/run/$1.raw"
+    cat /run/top /run/bottom >"$fout"
     rm -f /run/top /run/bottom /run/row /run/l /run/r /run/px /run/pad
 }
 draw() { cat "/run/$1.raw" >/dev/fb0 || error "writing /dev/fb0 failed"; }
@@ -139,14 +160,43 @@ qxlmode "$mode" $(colours mode) "$mhold" "QXL-GUEST-DRAWN mode $mode" <&3 ||
 draw ready
 echo "QXL-GUEST-READY ${w}x${h} pattern=ready t=$(now)"
 
+# The second head (qxltest.head2=1): its own fbdev and DRM device.
+if [ "$head2" = 1 ]; then
+    if [ -e /sys/class/graphics/fb1/stride ] && [ -e /dev/fb1 ] && [ -e /dev/dri/card1 ]; then
+        w0=$w h0=$h stride0=$stride
+        size=$(cat /sys/class/graphics/fb1/virtual_size)
+        w=${size%,*} h=${size#*,}
+        stride=$(cat /sys/class/graphics/fb1/stride)
+        echo "QXL-GUEST: fb1 ${w}x${h} stride=$stride name=$(cat /sys/class/graphics/fb1/name) t=$(now)"
+        frame boot /run/fb1-boot.raw && frame ready /run/fb1-ready.raw ||
+            error "cannot build the frames for fb1"
+        cat /run/fb1-boot.raw >/dev/fb1 || error "writing /dev/fb1 failed"
+        echo "QXL-GUEST-HEAD2 DRAWN boot ${w}x${h} t=$(now)"
+        wait_go
+        qxlmode "$mode" $(colours mode) "$mhold" "QXL-GUEST-HEAD2 DRAWN mode $mode" /dev/dri/card1 <&3 ||
+            error "qxlmode $mode on card1 failed"
+        cat /run/fb1-ready.raw >/dev/fb1 || error "writing /dev/fb1 failed"
+        echo "QXL-GUEST-HEAD2 READY ${w}x${h} t=$(now)"
+        w=$w0 h=$h0 stride=$stride0
+    else
+        echo "QXL-GUEST-HEAD2 NONE"
+    fi
+fi
+
 if [ "$loop" = 1 ]; then
     n=0
     while :; do
-        sleep 1
+        usleep $((loopms * 1000))
         n=$((n + 1))
+        if [ "$loopmode" -gt 0 ] 2>/dev/null && [ $((n % loopmode)) = 0 ]; then
+            qxlmode "$mode" $(colours mode) 0 "QXL-GUEST-LOOP $n pattern=mode $mode t=$(now)" </dev/null ||
+                error "qxlmode $mode failed"
+            echo "QXL-GUEST-LOOP-MODE $n restored t=$(now)"
+            continue
+        fi
         if [ $((n % 2)) = 1 ]; then p=boot; else p=ready; fi
         draw $p
-        echo "QXL-GUEST-LOOP $n pattern=$p"
+        echo "QXL-GUEST-LOOP $n pattern=$p t=$(now)"
     done
 fi
 hang

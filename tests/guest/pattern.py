@@ -4,9 +4,10 @@
     pattern.py check IMAGE PATTERN [WxH]
         Does IMAGE (PNG or PPM) show PATTERN (a name in tests/guest/patterns),
         at size WxH if given?  Exit 0 yes, 1 no (the reason on stdout).
-    pattern.py wait SOCKET IMAGE PATTERN WxH TIMEOUT [--format png|ppm]
+    pattern.py wait SOCKET IMAGE PATTERN WxH TIMEOUT [--format png|ppm] [--device ID]
         QMP screendump to IMAGE over SOCKET until the check passes or TIMEOUT
-        seconds pass.  The guest's drawing reaches the device asynchronously,
+        seconds pass (--device: screendump of that display device's head,
+        e.g. a secondary -device qxl,id=ID).  The guest's drawing reaches the device asynchronously,
         so a dump taken right after the guest said "drawn" can show an older
         frame: retry rather than sleep.  Exit 0 on a match, 1 on timeout.
     pattern.py nonblank IMAGE
@@ -132,19 +133,20 @@ def parse_size(s):
     return int(w), int(h)
 
 
-def wait(sock, path, name, size, timeout, fmt='png', log=print):
+def wait(sock, path, name, size, timeout, fmt='png', log=print, device=None):
     """Screendump until PATH shows pattern NAME; (ok, attempts, seconds, why)."""
     from qmp import QMP
     path = os.path.abspath(path)
     start = time.monotonic()
     deadline = start + timeout
     attempts, why = 0, 'no screendump taken'
+    args = {'device': device} if device else {}
     with QMP(sock, timeout=max(10.0, timeout)) as q:
         while True:
             attempts += 1
             tmp = path + '.tmp'
             try:
-                q.execute('screendump', filename=tmp, format=fmt)
+                q.execute('screendump', filename=tmp, format=fmt, **args)
                 os.replace(tmp, path)
                 why = check(path, name, size)
             except Exception as e:
@@ -169,8 +171,11 @@ def main(argv):
         fmt = 'png'
         if '--format' in argv:
             fmt = argv[argv.index('--format') + 1]
+        device = None
+        if '--device' in argv:
+            device = argv[argv.index('--device') + 1]
         ok, n, secs, why = wait(argv[1], argv[2], argv[3], parse_size(argv[4]),
-                                float(argv[5]), fmt)
+                                float(argv[5]), fmt, device=device)
         if ok:
             print(f'{argv[2]} shows pattern {argv[3]} at {argv[4]} '
                   f'after {n} screendump(s), {secs:.1f} s')
