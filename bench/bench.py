@@ -150,7 +150,9 @@ def fmt_ms(v):
 
 
 def fmt_x(v):
-    return 'n/a' if v is None else f'{v:.2f}x'
+    if v is None:
+        return 'n/a'
+    return f'{v:.2f}x' if v >= 0.1 else f'{v:.2g}x'
 
 
 def fmt_us(v):
@@ -174,6 +176,10 @@ def summarize(results):
         'p50_patched_over_idle': ratio(g(pa, 'stall', 'qmp', 'p50_ms'), g(pa, 'idle', 'p50_ms')),
         'p99_patched_over_idle': ratio(g(pa, 'stall', 'qmp', 'p99_ms'), g(pa, 'idle', 'p99_ms')),
         'max_patched_over_idle': ratio(g(pa, 'stall', 'qmp', 'max_ms'), g(pa, 'idle', 'max_ms')),
+        'async_write_patched_over_upstream': ratio(
+            g(pa, 'port_writes', 'async', 'median_us'), g(up, 'port_writes', 'async', 'median_us')),
+        'sync_write_patched_over_upstream': ratio(
+            g(pa, 'stall', 'sync_write_ms'), g(up, 'stall', 'sync_write_ms')),
     }
     targets = {}
     if g(pa, 'stall', 'qmp', 'p99_ms') is not None and g(pa, 'idle', 'p99_ms'):
@@ -201,28 +207,31 @@ def tables(results):
                  f"kernel {h['kernel']}, -accel {h['accel']}.")
     lines.append('')
     lines.append('| QEMU | phase | QMP samples | p50 ms | p99 ms | max ms | '
-                 'sync UPDATE_AREA returned after | QMP answers during it |')
-    lines.append('|---|---|---:|---:|---:|---:|---:|---:|')
+                 'sync UPDATE_AREA returned after | QMP answers during it | '
+                 'longest QMP wait during it, ms |')
+    lines.append('|---|---|---:|---:|---:|---:|---:|---:|---:|')
     for name, r in b.items():
         if r.get('skipped'):
-            lines.append(f'| {name} | skipped: {r["skipped"]} | | | | | | |')
+            lines.append(f'| {name} | skipped: {r["skipped"]} | | | | | | | |')
             continue
         if not r.get('ok') and 'idle' not in r:
-            lines.append(f'| {name} | FAILED: {r.get("error", "?")} | | | | | | |')
+            lines.append(f'| {name} | FAILED: {r.get("error", "?")} | | | | | | | |')
             continue
         for phase in ('idle', 'stall'):
             q = r.get(phase)
             if phase == 'stall':
                 q = (q or {}).get('qmp')
             if not q:
-                lines.append(f'| {name} | {phase}: FAILED ({r.get("error", "?")}) | | | | | | |')
+                lines.append(f'| {name} | {phase}: FAILED ({r.get("error", "?")}) | | | | | | | |')
                 continue
-            sw = during = ''
+            sw = during = longest = ''
             if phase == 'stall':
                 sw = f"{r['stall']['sync_write_ms'] / 1e3:.2f} s"
                 during = str(r['stall']['qmp_answered_during_write'])
+                longest = fmt_ms(r['stall']['qmp_longest_during_write_ms'])
             lines.append(f"| {name} | {phase} | {q['samples']} | {fmt_ms(q.get('p50_ms'))} | "
-                         f"{fmt_ms(q.get('p99_ms'))} | {fmt_ms(q.get('max_ms'))} | {sw} | {during} |")
+                         f"{fmt_ms(q.get('p99_ms'))} | {fmt_ms(q.get('max_ms'))} | {sw} | "
+                         f"{during} | {longest} |")
     lines.append('')
     c = results['comparison']
     lines.append('| ratio | p50 | p99 | max |')
@@ -239,11 +248,20 @@ def tables(results):
         if not pw:
             continue
         for key, label in (('noop', 'QXL_IO_UPDATE_IRQ (no-op)'),
+                           ('wakeup', 'QXL_IO_NOTIFY_CMD (one worker message)'),
                            ('async', 'QXL_IO_UPDATE_AREA_ASYNC')):
-            s = pw[key]
-            lines.append(f"| {name} | {label} | {fmt_us(s['median_us'])} | "
-                         f"{fmt_us(s['p90_us'])} | {fmt_us(s['min_us'])} | {s['n']} |")
+            s = pw.get(key)
+            if s:
+                lines.append(f"| {name} | {label} | {fmt_us(s['median_us'])} | "
+                             f"{fmt_us(s['p90_us'])} | {fmt_us(s['min_us'])} | {s['n']} |")
         lines.append(f"| {name} | async / no-op (medians) | {fmt_x(pw['ratio_median'])} | | | |")
+        if pw.get('ratio_median_wakeup') is not None:
+            lines.append(f"| {name} | async / NOTIFY_CMD (medians) | "
+                         f"{fmt_x(pw['ratio_median_wakeup'])} | | | |")
+    if c['async_write_patched_over_upstream'] is not None:
+        lines.append('')
+        lines.append('UPDATE_AREA_ASYNC port write, patched / upstream (medians): '
+                     f"{fmt_x(c['async_write_patched_over_upstream'])}.")
     lines.append('')
     fills = [f"{n}: {r['fill']['pushed']} draws pushed, {r['fill']['consumed']} taken"
              for n, r in b.items() if r.get('fill')]

@@ -1003,22 +1003,27 @@ class StallHarness:
     def port_write_latency(self, n=200, rounds=5, gap_us=200):
         """vCPU-side latency of QXL_IO_UPDATE_AREA_ASYNC (a 64x64 area; each
         waits for its IO_CMD, then GAP_US, before the next) against the no-op
-        QXL_IO_UPDATE_IRQ (also GAP_US apart), ROUNDS alternating rounds of N
-        writes each.  The gap lets the main loop finish handling the previous
-        completion, so that a write is not timed waiting for the BQL the
-        main loop holds for it.  Needs calibrate_tsc()."""
+        QXL_IO_UPDATE_IRQ, and, as a reference for "one message to the
+        spice worker", QXL_IO_NOTIFY_CMD on an empty ring (spice_qxl_wakeup:
+        one dispatcher message, no reply).  ROUNDS rounds of N writes of
+        each kind, GAP_US apart: the gap lets the main loop finish with the
+        previous completion, so a write is not timed waiting for the BQL.
+        Needs calibrate_tsc() and an empty command ring."""
         self.set_update_area(0, 0, 64, 64)
         gap = int(gap_us * 1e-6 * self.tsc_hz)
-        noop, asyn = [], []
+        samples = {'noop': [], 'wakeup': [], 'async': []}
         timeouts = 0
         for _ in range(rounds):
             r = self.guest_run(self.io_base + QXL_IO_UPDATE_IRQ, count=n, gap=gap,
                                timeout=60)
-            noop += r['samples']
+            samples['noop'] += r['samples']
+            r = self.guest_run(self.io_base + QXL_IO_NOTIFY_CMD, count=n, gap=gap,
+                               timeout=60)
+            samples['wakeup'] += r['samples']
             r = self.guest_run(self.io_base + QXL_IO_UPDATE_AREA_ASYNC, count=n,
                                intaddr=self.int_pending, intmask=QXL_INTERRUPT_IO_CMD,
                                gap=gap, timeout=120)
-            asyn += r['samples']
+            samples['async'] += r['samples']
             timeouts += r['timeouts']
         if timeouts:
             raise HarnessError(f'{timeouts} UPDATE_AREA_ASYNC without IO_CMD')
@@ -1031,8 +1036,11 @@ class StallHarness:
             return {'n': len(us), 'median_us': percentile(us, 50),
                     'p90_us': percentile(us, 90), 'min_us': us[0],
                     'mean_us': sum(us) / len(us), 'max_us': us[-1]}
-        res = {'noop': stats(noop), 'async': stats(asyn), 'gap_us': gap_us}
+        res = {k: stats(v) for k, v in samples.items()}
+        res['gap_us'] = gap_us
         res['ratio_median'] = res['async']['median_us'] / res['noop']['median_us']
+        res['ratio_median_wakeup'] = \
+            res['async']['median_us'] / res['wakeup']['median_us']
         return res
 
     def start_probe(self, seconds, interval=0.010):
