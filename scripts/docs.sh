@@ -3,7 +3,7 @@
 # using Sphinx from Debian, and check that the QXL pages were built without
 # warnings (QEMU's Sphinx runs with warnings as errors).
 #
-# The HTML ends up in build/tree/build-docs/docs/manual/; the QXL page is
+# The HTML ends up in build/docs/docs/manual/; the QXL page is
 # docs/manual/specs/qxl-async.html there.
 set -euo pipefail
 
@@ -22,13 +22,14 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 src=$top/build/tree
-out=$src/build-docs
+out=$top/build/docs
 if [ ! -f "$out/build.ninja" ]; then
     step "docs: configure $out"
     mkdir -p "$out"
     (cd "$out" && "$src/configure" --target-list=x86_64-softmmu \
         --without-default-features --enable-spice --enable-pixman \
         --enable-fdt=system --disable-download --enable-docs \
+        --disable-install-blobs \
         --python="$PYTHON") >"$out.configure.log" 2>&1 || {
         tail -30 "$out.configure.log" >&2
         rm -rf "$out"
