@@ -1,0 +1,346 @@
+#!/bin/bash
+# Live migration of the qxl test guest while it draws.
+#
+#   tests/guest/migrate.sh QEMU_BINARY [COUNT]
+#
+# The guest boots on -vga qxl with qxltest.loop=1: it keeps redrawing
+# /dev/fb0 and, every MIGRATE_LOOPMODE-th step, changes the KMS mode
+# (DESTROY/CREATE_PRIMARY_ASYNC, each completed by QXL_INTERRUPT_IO_CMD; see
+# tests/guest/init.sh).  Then COUNT live migrations (default 2: there and
+# back), each to a fresh QEMU with the same command line plus
+# -incoming unix:SOCKET, driven by QMP migrate / query-migrate on the source.
+# After each: the destination runs, the guest goes on drawing and changing
+# modes there, repeated screendumps show its patterns changing (two
+# different ones), the source ends cleanly.  At the end: no qxl error/timeout in the guest's kernel log, no
+# mode change that took as long as the qxl driver's 5 s wait for a lost
+# QXL_INTERRUPT_IO_CMD, no qxl error from QEMU.
+#
+# Env: MIGRATE_DIR (artifacts, default build/migrate/<binary's dir name>;
+#      one subdirectory per QEMU process: vm0 the first source, vmN the
+#      destination of migration N), MIGRATE_TIMEOUT (seconds to the first
+#      marker, default 120 under TCG, 60 under KVM), MIGRATE_LOOPMS (pause
+#      between the guest's loop steps, default 100: the guest is nearly always
+#      drawing or changing modes, so switchovers hit operations in flight),
+#      MIGRATE_LOOPMODE (every K-th step a mode change, default 3: steps
+#      draw boot, ready, mode change, ready, boot, mode change, ...),
+#      GUEST_ACCEL=kvm|tcg.
+# Output: TAP lines, per-migration downtime/total time, a summary line
+# "# migrations: ...", then "N passed, N failed"; exit status 1 if any
+# failed.  On a failure the tails of the serial logs and QEMU stderr are
+# printed.  No QEMU outlives the script.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
+PY=/usr/bin/python3
+export PYTHONPATH=$here    # qmp.py, pattern.py for the inline Python
+
+[ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 QEMU_BINARY [COUNT]" >&2; exit 2; }
+qemu=$1
+count=${2:-2}
+[ -x "$qemu" ] || { echo "$0: $qemu is not executable" >&2; exit 2; }
+[[ $count =~ ^[1-9][0-9]*$ ]] || { echo "$0: COUNT must be a positive number" >&2; exit 2; }
+qemu=$(cd "$(dirname "$qemu")" && pwd)/$(basename "$qemu")
+
+run=${MIGRATE_DIR:-$top/build/migrate/$(basename "$(dirname "$qemu")")}
+rm -rf "$run"
+mkdir -p "$run"
+loopms=${MIGRATE_LOOPMS:-100}
+loopmode=${MIGRATE_LOOPMODE:-3}
+append="qxltest.loop=1 qxltest.loopmode=$loopmode qxltest.loopms=$loopms"
+
+n=0 pass=0 fail=0
+ok() {
+    n=$((n + 1))
+    if [ "$1" = 0 ]; then
+        pass=$((pass + 1))
+        echo "ok $n - $2"
+    else
+        fail=$((fail + 1))
+        echo "not ok $n - $2"
+        [ -z "${3:-}" ] || printf '%s\n' "$3" | sed 's/^/#   /'
+    fi
+}
+note() { printf '# %s\n' "$*"; }
+secs() { $PY -c "print('%.1f' % ($EPOCHREALTIME - $1))"; }
+
+# --- two QEMUs at once: lib.sh keeps one guest in GUEST_*; save/load them ---
+vm_vars=(GUEST_PID GUEST_QMP GUEST_CTL GUEST_SERIAL GUEST_STDERR GUEST_SPICE_PORT
+    GUEST_SOCKDIR GUEST_T0 GUEST_EXIT GUEST_ACCEL_USED)
+vm_save() { local v; for v in "${vm_vars[@]}"; do printf -v "${1}_$v" '%s' "${!v:-}"; done; }
+vm_load() { local v n; for v in "${vm_vars[@]}"; do n=${1}_$v; printf -v "$v" '%s' "${!n:-}"; done; }
+vm_stop() { vm_load "$1"; guest_stop; vm_save "$1"; }
+
+migsock_dir=$(mktemp -d /tmp/qxl-mig.XXXXXX)
+t_start=$EPOCHREALTIME
+finish() {
+    trap - EXIT INT TERM
+    vm_stop src
+    vm_stop dst
+    rm -rf "$migsock_dir"
+    if [ "$fail" -gt 0 ]; then
+        local d
+        for d in "$run"/vm*; do
+            [ -d "$d" ] || continue
+            echo "# --- serial log (tail): $d/serial.log"
+            tail -n 25 "$d/serial.log" 2>/dev/null | tr -d '\r' | sed 's/^/# /'
+            echo "# --- QEMU stderr (tail): $d/qemu.stderr"
+            tail -n 10 "$d/qemu.stderr" 2>/dev/null | sed 's/^/# /'
+        done
+    fi
+    note "runtime $(secs "$t_start") s"
+    echo "$pass passed, $fail failed"
+    [ "$fail" -eq 0 ]
+    exit
+}
+trap finish EXIT
+trap 'echo "# interrupted"; fail=$((fail + 1)); exit 1' INT TERM
+
+# 1. the guest image
+if "$top/scripts/guest-image.sh" >"$run/guest-image.log" 2>&1; then
+    ok 0 "guest image built ($(cat "$top/build/guest/kernel-version"))"
+else
+    ok 1 "guest image built" "see $run/guest-image.log"
+    tail -n 20 "$run/guest-image.log" | sed 's/^/# /'
+    exit 1
+fi
+
+accel=$(guest_accel)
+timeout=${MIGRATE_TIMEOUT:-$([ "$accel" = kvm ] && echo 60 || echo 120)}
+traces=(-trace qxl_set_guest_bug -trace qxl_pre_save -trace qxl_pre_load
+    -trace qxl_post_load -trace 'qxl_async_*')
+
+# start_vm I [ARGS...]: QEMU number I (run dir vmI) with the guest's command line
+start_vm() {
+    local i=$1
+    shift
+    guest_start "$qemu" "$top/build/guest" "$run/vm$i" "$append" \
+        "${traces[@]}" -D "$run/vm$i/trace.log" "$@"
+}
+# wait_for REGEX TIMEOUT: guest_wait, 0 found / 1 timeout / 2 QEMU exited
+wait_for() { local rc=0; guest_wait "$1" "$2" || rc=$?; return $rc; }
+describe_wait() {
+    case $1 in
+    1) echo "not on serial within $2 s" ;;
+    *) echo "QEMU exited with status $GUEST_EXIT" ;;
+    esac
+}
+log() { tr -d '\r' <"$1"; }
+# last_loop FILE: the last QXL-GUEST-LOOP step number in a serial log
+last_loop() { log "$1" | sed -n 's/^QXL-GUEST-LOOP\(-MODE\)\{0,1\} \([0-9]*\) .*/\2/p' | tail -1; }
+
+# 2. the source: boot, then let the loop run
+if start_vm 0; then
+    ok 0 "source QEMU (vm0) up, accel $GUEST_ACCEL_USED"
+else
+    ok 1 "source QEMU (vm0) starts, accel $accel"
+    exit 1
+fi
+vm_save src
+rc=0; wait_for '^QXL-GUEST-READY' "$timeout" || rc=$?
+ok $rc "guest booted to QXL-GUEST-READY${GUEST_WAITED:+ (after $GUEST_WAITED s)}" "$(describe_wait $rc "$timeout")"
+[ $rc = 0 ] || exit 1
+boot_secs=$GUEST_WAITED
+rc=0; wait_for '^QXL-GUEST-LOOP-MODE [0-9]+ restored' 60 || rc=$?
+ok $rc "guest loops: redraws and a mode change completed before migrating ($(log "$GUEST_SERIAL" | grep -a -c '^QXL-GUEST-LOOP') loop lines)" \
+    "$(describe_wait $rc 60)"
+[ $rc = 0 ] || exit 1
+vm_save src
+
+# 3. the migrations
+downtimes=() totals=()
+for i in $(seq 1 "$count"); do
+    sock=$migsock_dir/mig$i.sock
+    vm_load src
+    src_serial=$GUEST_SERIAL
+    if ! start_vm "$i" -incoming "unix:$sock"; then
+        ok 1 "migration $i: destination QEMU (vm$i) starts with -incoming"
+        exit 1
+    fi
+    vm_save dst
+    st=$(guest_qmp query-status 2>&1)
+    echo "$st" | grep -q '"inmigrate"'
+    ok $? "migration $i: destination vm$i waits with -incoming (status inmigrate)" "$st"
+
+    # migrate on the source, poll query-migrate (bounded)
+    vm_load src
+    result=$($PY - "$GUEST_QMP" "unix:$sock" "$run/vm$i/query-migrate.json" <<'EOF'
+import json, sys, time
+from qmp import QMP
+sock, uri, out = sys.argv[1:4]
+t0 = time.monotonic()
+with QMP(sock, timeout=30) as q:
+    q.execute('migrate', uri=uri)
+    deadline = t0 + 300
+    while True:
+        info = q.execute('query-migrate')
+        status = info.get('status')
+        if status in ('completed', 'failed', 'cancelled'):
+            break
+        if time.monotonic() > deadline:
+            q.execute('migrate_cancel')
+            status = 'timeout'
+            break
+        time.sleep(0.05)
+wall = (time.monotonic() - t0) * 1000
+json.dump(info, open(out, 'w'), indent=1)
+ram = info.get('ram', {})
+print(status, info.get('downtime', -1), info.get('total-time', -1),
+      info.get('setup-time', -1), '%.0f' % wall,
+      '%.1f' % (ram.get('transferred', 0) / 1048576), ram.get('dirty-sync-count', 0),
+      json.dumps(info.get('error-desc', '')))
+EOF
+)
+    read -r status downtime total setup wall mib syncs err <<<"${result:-error}"
+    if [ "$status" = completed ]; then
+        ok 0 "migration $i: vm$((i - 1)) -> vm$i completed: downtime $downtime ms, total $total ms (setup $setup ms, $mib MiB, $syncs dirty syncs)"
+        downtimes+=("$downtime")
+        totals+=("$total")
+    else
+        ok 1 "migration $i: vm$((i - 1)) -> vm$i completes" "status ${status:-?} ${err:-}; $result"
+        exit 1
+    fi
+
+    src_last=$(last_loop "$src_serial")
+    # the source: stopped after migration, then quits cleanly
+    st=$(guest_qmp query-status 2>&1)
+    echo "$st" | grep -q '"postmigrate"'
+    ok $? "migration $i: source vm$((i - 1)) is in postmigrate" "$st"
+    guest_stop
+    vm_save src
+    [ "${GUEST_EXIT:-x}" = 0 ]
+    ok $? "migration $i: source vm$((i - 1)) exits cleanly on quit (status ${GUEST_EXIT:-?})"
+
+    # the destination runs and the guest goes on there
+    vm_load dst
+    st=
+    for _ in $(seq 50); do
+        st=$(guest_qmp query-status 2>&1)
+        echo "$st" | grep -q '"running"' && break
+        sleep 0.1
+    done
+    echo "$st" | grep -q '"running"'
+    ok $? "migration $i: destination vm$i is running" "$st"
+    t_dst=$EPOCHREALTIME
+    # two completed mode changes on the destination: the second one began
+    # and ended there
+    rc=0
+    end=$(( ${EPOCHREALTIME%.*} + 60 ))
+    while [ "$(log "$GUEST_SERIAL" | grep -a -c '^QXL-GUEST-LOOP-MODE [0-9]* restored')" -lt 2 ]; do
+        if ! kill -0 "$GUEST_PID" 2>/dev/null; then rc=2; guest_reap; break; fi
+        [ "${EPOCHREALTIME%.*}" -lt "$end" ] || { rc=1; break; }
+        sleep 0.2
+    done
+    dst_first=$(log "$GUEST_SERIAL" | sed -n 's/^QXL-GUEST-LOOP\(-MODE\)\{0,1\} \([0-9]*\) .*/\2/p' | head -1)
+    dst_last=$(last_loop "$GUEST_SERIAL")
+    ok $rc "migration $i: guest keeps drawing on vm$i: loop steps ${dst_first:-?}..${dst_last:-?} (source ended at ${src_last:-?}), 2 mode changes done in $(secs "$t_dst") s" \
+        "$(describe_wait $rc 60); destination serial: $(log "$GUEST_SERIAL" | tail -3 | tr '\n' '|')"
+    [ $rc = 0 ] || exit 1
+    [ -n "$dst_first" ] && [ -n "$src_last" ] && [ "$dst_first" -ge "$src_last" ]
+    ok $? "migration $i: the loop continues where it stopped (source last ${src_last:-?}, destination first ${dst_first:-?})"
+    out=$($PY - "$GUEST_QMP" "$run/vm$i/screen.png" <<'EOF'
+import os, sys, time
+from qmp import QMP
+import pattern
+sock, path = sys.argv[1:3]
+tmp = path + '.tmp'
+t0 = time.monotonic()
+deadline = t0 + 30
+tries, seen, whys = 0, [], []
+# the guest's display keeps changing: wait until two different patterns
+# were seen (a frozen display would show one only)
+with QMP(sock, timeout=30) as q:
+    while True:
+        tries += 1
+        q.execute('screendump', filename=tmp, format='png')
+        whys = []
+        for name, size in (('boot', (1024, 768)), ('ready', (1024, 768)), ('mode', (800, 600))):
+            why = pattern.check(tmp, name, size)
+            if why is None:
+                if name not in seen:
+                    seen.append(name)
+                    os.replace(tmp, path.replace('.png', f'-{name}.png'))
+                break
+            whys.append(f'{name}: {why}')
+        if len(seen) >= 2:
+            print(f'screendumps show the display changing: patterns {" then ".join(seen)}'
+                  f' ({tries} screendumps, {time.monotonic() - t0:.1f} s)')
+            sys.exit(0)
+        if time.monotonic() > deadline:
+            print(f'screendumps show patterns {seen or "none"} only after {tries} screendumps;'
+                  f' last: ' + '; '.join(whys))
+            sys.exit(1)
+        time.sleep(0.1)
+EOF
+)
+    ok $? "migration $i: vm$i $out" "$out"
+    vm_save dst
+    # the destination is the next source
+    for v in "${vm_vars[@]}"; do n_=dst_$v; printf -v "src_$v" '%s' "${!n_}"; printf -v "dst_$v" '%s' ''; done
+done
+
+# 4. the whole run: logs of every QEMU, in order
+all=$run/serial-all.log
+for i in $(seq 0 "$count"); do log "$run/vm$i/serial.log"; done >"$all"
+errs=$(grep -a -i -E \
+    'QXL-GUEST-ERROR|qxl.*(error|timeout|timed out|fail)|\[drm\].*(error|timeout)|\*ERROR\*|Oops|BUG:|WARNING: CPU|Kernel panic|Call Trace' "$all" | head -5)
+[ -z "$errs" ]
+ok $? "guest kernel log (all $((count + 1)) serial logs) shows no qxl error, timeout or kernel warning" "$errs"
+modes=$($PY - "$all" "$run"/vm*/serial.log <<'EOF'
+import re, sys
+t0, dur, gaps, last = {}, [], [], None
+# which QEMU printed the start and the end of each mode change
+where = {}
+for vm, path in enumerate(sorted(sys.argv[2:], key=lambda p: int(re.search(r'vm(\d+)/', p).group(1)))):
+    for line in open(path, errors='replace'):
+        m = re.match(r'QXL-GUEST-LOOP(-MODE)? (\d+) .*(pattern=mode|restored)', line)
+        if m:
+            where.setdefault(int(m.group(2)), []).append(vm)
+span = sorted(k for k, v in where.items() if len(set(v)) > 1)
+for line in open(sys.argv[1], errors='replace'):
+    m = re.match(r'QXL-GUEST-LOOP (\d+) .*pattern=mode .*t=([0-9.]+)', line)
+    if m:
+        t0[int(m.group(1))] = float(m.group(2))
+    m = re.match(r'QXL-GUEST-LOOP-MODE (\d+) restored t=([0-9.]+)', line)
+    if m and int(m.group(1)) in t0:
+        dur.append(float(m.group(2)) - t0[int(m.group(1))])
+    m = re.match(r'QXL-GUEST-LOOP(?:-MODE)? \d+ .*t=([0-9.]+)', line)
+    if m:
+        t = float(m.group(1))
+        if last is not None:
+            gaps.append(t - last)
+        last = t
+if not dur:
+    print('no mode change completed')
+    sys.exit(1)
+print(f'{len(dur)} mode changes, guest time min/avg/max {min(dur):.2f}/{sum(dur)/len(dur):.2f}/{max(dur):.2f} s;'
+      f' longest gap between loop steps {max(gaps or [0]):.2f} s;'
+      f' {len(span)} mode change(s) spanned a switchover (steps {",".join(map(str, span)) or "none"})')
+sys.exit(1 if max(dur) >= 4.0 else 0)
+EOF
+)
+ok $? "no mode change waited for a lost QXL_INTERRUPT_IO_CMD (all < 4 s): $modes" "$modes"
+bugs=$(cat "$run"/vm*/trace.log 2>/dev/null | grep -a -c 'qxl_set_guest_bug')
+[ "${bugs:-0}" -eq 0 ]
+ok $? "QEMU saw no qxl guest bug in any process" "$bugs qxl_set_guest_bug event(s)"
+loads=$(cat "$run"/vm*/trace.log 2>/dev/null | grep -a 'qxl_post_load' | sed 's/.*qxl_post_load/post_load/' | sort | uniq -c | tr -s ' ' | tr '\n' ';')
+note "qxl migration trace: pre_save $(cat "$run"/vm*/trace.log | grep -a -c qxl_pre_save), $loads"
+qerrs=$(cat "$run"/vm*/qemu.stderr 2>/dev/null | grep -a -i -E 'qxl|guest bug|spice.*(error|critical)|migrat.*(error|fail)' | head -5)
+[ -z "$qerrs" ]
+ok $? "QEMU stderr (every process) shows no qxl, spice or migration error" "$qerrs"
+
+# 5. the last destination quits cleanly
+vm_load src
+guest_stop
+vm_save src
+[ "${GUEST_EXIT:-x}" = 0 ]
+ok $? "last destination vm$count exits cleanly on quit (status ${GUEST_EXIT:-?})"
+
+stats() {
+    $PY -c 'import sys
+v = [int(x) for x in sys.argv[1:]]
+print("min/avg/max %d/%.0f/%d ms" % (min(v), sum(v) / len(v), max(v)) if v else "none")' "$@"
+}
+note "boot to QXL-GUEST-READY: ${boot_secs:-?} s (accel $accel)"
+note "migrations: ${#downtimes[@]}/$count completed; downtime $(stats "${downtimes[@]}"): ${downtimes[*]}; total time $(stats "${totals[@]}"): ${totals[*]}"
