@@ -24,6 +24,13 @@ if [ -d "$tree/.git" ] && [ "${FORCE:-0}" != 1 ]; then
     if ! "$top/scripts/export.sh" --check "$tree" >/dev/null 2>&1; then
         die "tree: $tree has commits that differ from patches/; 'make export' them, or FORCE=1 to discard"
     fi
+    if git -C "$tree" merge-base --is-ancestor base HEAD 2>/dev/null &&
+       [ "$(git -C "$tree" rev-parse base)" = "$(git -C "$base" rev-parse base)" ]; then
+        # Same base, same series: keep the tree (and its file times, so
+        # that the build stays incremental).
+        step "tree: $tree is up to date with patches/"
+        exit 0
+    fi
 fi
 
 new=$tree.new
