@@ -25,6 +25,10 @@
 #                    lost QXL_INTERRUPT_IO_CMD after 5 s without a message:
 #                    T1 - T0 shows it.)
 #   qxltest.loopms=MS   pause between loop steps (default 1000)
+#   qxltest.console=1  instead of all of the above: leave the framebuffer to
+#                    the text console (fbcon on the qxl driver), print a
+#                    banner and start a shell on tty1 (keyboard through
+#                    SPICE), say QXL-GUEST-CONSOLE on serial.  For the demo.
 #   qxltest.head2=1  if there is a second qxl head (/dev/fb1, /dev/dri/card1),
 #                    after step 3 and before the loop:
 #                      draw "boot" on fb1        -> QXL-GUEST-HEAD2 DRAWN boot WxH
@@ -50,13 +54,14 @@ fatal() { error "$*"; hang; }
 
 echo "QXL-GUEST: init started t=$(now)"
 
-loop=0 hold=0 mode=800x600 loopmode=0 loopms=1000 head2=0
+loop=0 hold=0 mode=800x600 loopmode=0 loopms=1000 head2=0 console=0
 for arg in $(cat /proc/cmdline); do
     case $arg in
     qxltest.loop=*) loop=${arg#*=} ;;
     qxltest.loopmode=*) loopmode=${arg#*=} ;;
     qxltest.loopms=*) loopms=${arg#*=} ;;
     qxltest.head2=*) head2=${arg#*=} ;;
+    qxltest.console=*) console=${arg#*=} ;;
     qxltest.hold=*) hold=${arg#*=} ;;
     qxltest.mode=*) mode=${arg#*=} ;;
     esac
@@ -90,6 +95,25 @@ while [ ! -e /dev/fb0 ] || [ ! -e /sys/class/graphics/fb0/stride ]; do
     [ $i -le 600 ] || fatal "no /dev/fb0 after 60 s"
     usleep 100000
 done
+
+if [ "$console" = 1 ]; then
+    {
+        printf '\033[2J\033[H'
+        echo "qxl-async demo guest"
+        echo
+        echo "  kernel   $(uname -r)"
+        echo "  display  $(cat /sys/class/graphics/fb0/name)" \
+             "$(tr , x </sys/class/graphics/fb0/virtual_size)," \
+             "the Linux qxl driver's console"
+        echo "  QEMU     -vga qxl, with the qxl-async series"
+        echo
+        echo "Type here through SPICE (remote-viewer)."
+        echo
+    } >/dev/tty1
+    setsid sh -c 'exec sh </dev/tty1 >/dev/tty1 2>&1' &
+    echo "QXL-GUEST-CONSOLE t=$(now)"
+    hang
+fi
 
 # Keep fbcon (text console, blinking cursor) off the framebuffer.
 for v in /sys/class/vtconsole/vtcon*; do

@@ -19,10 +19,11 @@
 #      one subdirectory per QEMU process: vm0 the first source, vmN the
 #      destination of migration N), MIGRATE_TIMEOUT (seconds to the first
 #      marker, default 120 under TCG, 60 under KVM), MIGRATE_LOOPMS (pause
-#      between the guest's loop steps, default 100: the guest is nearly always
-#      drawing or changing modes, so switchovers hit operations in flight),
-#      MIGRATE_LOOPMODE (every K-th step a mode change, default 3: steps
-#      draw boot, ready, mode change, ready, boot, mode change, ...),
+#      between the guest's loop steps, default 0: the guest is always drawing
+#      or changing modes, so switchovers often land in a mode change, whose
+#      DESTROY/CREATE_PRIMARY_ASYNC wait for QXL_INTERRUPT_IO_CMD),
+#      MIGRATE_LOOPMODE (every K-th step a mode change, default 2: steps
+#      draw boot, mode change, draw ready, mode change, ...),
 #      GUEST_ACCEL=kvm|tcg.
 # Output: TAP lines, per-migration downtime/total time, a summary line
 # "# migrations: ...", then "N passed, N failed"; exit status 1 if any
@@ -46,8 +47,8 @@ qemu=$(cd "$(dirname "$qemu")" && pwd)/$(basename "$qemu")
 run=${MIGRATE_DIR:-$top/build/migrate/$(basename "$(dirname "$qemu")")}
 rm -rf "$run"
 mkdir -p "$run"
-loopms=${MIGRATE_LOOPMS:-100}
-loopmode=${MIGRATE_LOOPMODE:-3}
+loopms=${MIGRATE_LOOPMS:-0}
+loopmode=${MIGRATE_LOOPMODE:-2}
 append="qxltest.loop=1 qxltest.loopmode=$loopmode qxltest.loopms=$loopms"
 
 n=0 pass=0 fail=0
@@ -109,7 +110,7 @@ fi
 accel=$(guest_accel)
 timeout=${MIGRATE_TIMEOUT:-$([ "$accel" = kvm ] && echo 60 || echo 120)}
 traces=(-trace qxl_set_guest_bug -trace qxl_pre_save -trace qxl_pre_load
-    -trace qxl_post_load -trace 'qxl_async_*')
+    -trace qxl_post_load -trace 'qxl_async_*' -msg timestamp=on)
 
 # start_vm I [ARGS...]: QEMU number I (run dir vmI) with the guest's command line
 start_vm() {
@@ -294,7 +295,7 @@ t0, dur, gaps, last = {}, [], [], None
 where = {}
 for vm, path in enumerate(sorted(sys.argv[2:], key=lambda p: int(re.search(r'vm(\d+)/', p).group(1)))):
     for line in open(path, errors='replace'):
-        m = re.match(r'QXL-GUEST-LOOP(-MODE)? (\d+) .*(pattern=mode|restored)', line)
+        m = re.match(r'QXL-GUEST-LOOP(-MODE)? (\d+) .*(pattern=mode|restored|start)', line)
         if m:
             where.setdefault(int(m.group(2)), []).append(vm)
 span = sorted(k for k, v in where.items() if len(set(v)) > 1)
@@ -324,6 +325,37 @@ ok $? "no mode change waited for a lost QXL_INTERRUPT_IO_CMD (all < 4 s): $modes
 bugs=$(cat "$run"/vm*/trace.log 2>/dev/null | grep -a -c 'qxl_set_guest_bug')
 [ "${bugs:-0}" -eq 0 ]
 ok $? "QEMU saw no qxl guest bug in any process" "$bugs qxl_set_guest_bug event(s)"
+# the series' async trace (patched binaries only): operations the source had
+# submitted and not finished when it saved the device
+inflight=$($PY - "$run"/vm*/trace.log <<'EOF'
+import re, sys
+events, counts, gaps = 0, [], []
+def stamp(line):
+    m = re.match(r'\d+@([0-9.]+):', line)
+    return float(m.group(1)) if m else None
+for path in sorted(sys.argv[1:], key=lambda p: int(re.search(r'vm(\d+)/', p).group(1))):
+    live, last = {}, None
+    for line in open(path, errors='replace'):
+        m = re.search(r'qxl_async_(submit|finish) op=(\S+)(?: kind=(\d+) port=(\d+))?', line)
+        if m:
+            events += 1
+            last = stamp(line)
+            if m.group(1) == 'submit':
+                live[m.group(2)] = m.group(4)
+            else:
+                live.pop(m.group(2), None)
+        elif 'qxl_pre_save' in line:
+            counts.append(f'{len(live)}' + (f' (ports {",".join(sorted(live.values()))})' if live else ''))
+            t = stamp(line)
+            if t is not None and last is not None:
+                gaps.append(f'{(t - last) * 1000:.0f}')
+            break
+print(f'unfinished async ops at each qxl_pre_save: {", ".join(counts)};'
+      f' ms from the last async event to qxl_pre_save: {", ".join(gaps)}' if events
+      else 'no qxl_async trace (unpatched binary)')
+EOF
+)
+note "$inflight"
 loads=$(cat "$run"/vm*/trace.log 2>/dev/null | grep -a 'qxl_post_load' | sed 's/.*qxl_post_load/post_load/' | sort | uniq -c | tr -s ' ' | tr '\n' ';')
 note "qxl migration trace: pre_save $(cat "$run"/vm*/trace.log | grep -a -c qxl_pre_save), $loads"
 qerrs=$(cat "$run"/vm*/qemu.stderr 2>/dev/null | grep -a -i -E 'qxl|guest bug|spice.*(error|critical)|migrat.*(error|fail)' | head -5)
