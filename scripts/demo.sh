@@ -5,13 +5,15 @@
 #
 # QEMU: the argument, else $QEMU, else $PATCHED, else
 # build/patched/qemu-system-x86_64.  The guest (scripts/guest-image.sh)
-# draws test patterns, changes the mode and redraws; once it says
-# QXL-GUEST-READY the screen is saved with QMP screendump to
-# build/demo/screen.png.  The guest then keeps running, with a spice server
-# on 127.0.0.1, until Ctrl-C (QEMU is shut down with QMP quit).
+# brings up the qxl driver and its text console, prints a banner and starts
+# a shell there; the screen is saved with QMP screendump to
+# build/demo/screen.png and checked to show that console.  The guest then
+# keeps running, with a spice server on 127.0.0.1 (type into its shell with
+# remote-viewer), until Ctrl-C (QEMU is shut down with QMP quit).
 #
 # --once or DEMO_EXIT=1: exit after the screendump (status 0 if it shows the
-# expected pattern).  DEMO_LOOP=1: the guest keeps redrawing (qxltest.loop=1).
+# console).  DEMO_LOOP=1: the test patterns instead, redrawn forever
+# (qxltest.loop=1).
 # SPICE_PORT=N: use that port instead of a free one.  GUEST_ACCEL=kvm|tcg:
 # force the accelerator (default: kvm if /dev/kvm is usable and kvm_pvm is
 # not loaded, else tcg).
@@ -41,7 +43,7 @@ run=$top/build/demo
 mkdir -p "$run"
 rm -f "$run/screen.png" "$run/serial.log"
 
-append=
+append=qxltest.console=1
 [ "${DEMO_LOOP:-0}" != 1 ] || append=qxltest.loop=1
 
 on_signal() {
@@ -61,14 +63,16 @@ accel=$GUEST_ACCEL_USED
 timeout=$([ "$accel" = kvm ] && echo 60 || echo 120)
 step "accel $accel, spice on 127.0.0.1:$GUEST_SPICE_PORT, serial log $GUEST_SERIAL"
 
+marker='^QXL-GUEST-CONSOLE'
+[ "${DEMO_LOOP:-0}" != 1 ] || marker='^QXL-GUEST-READY'
 rc=0
-guest_wait '^QXL-GUEST-READY' "$timeout" || rc=$?
+guest_wait "$marker" "$timeout" || rc=$?
 if [ $rc != 0 ]; then
     echo "--- serial log (tail)" >&2
     tail -n 30 "$GUEST_SERIAL" | tr -d '\r' >&2
     echo "--- QEMU stderr (tail)" >&2
     tail -n 10 "$GUEST_STDERR" >&2
-    [ $rc = 1 ] && die "no QXL-GUEST-READY on serial within $timeout s"
+    [ $rc = 1 ] && die "no ${marker#^} on serial within $timeout s"
     die "QEMU exited (status $GUEST_EXIT) before the guest was ready"
 fi
 step "guest ready after $GUEST_WAITED s: $GUEST_LINE"
@@ -76,8 +80,13 @@ grep -a 'QXL-GUEST-ERROR' "$GUEST_SERIAL" >&2 && step "the guest reported errors
 
 size=$(echo "$GUEST_LINE" | sed -n 's/.*READY \([0-9]*x[0-9]*\).*/\1/p')
 shot=ok
-if ! out=$(/usr/bin/python3 "$top/tests/guest/pattern.py" wait "$GUEST_QMP" \
-        "$run/screen.png" ready "${size:-1024x768}" 30); then
+if [ "${DEMO_LOOP:-0}" != 1 ]; then
+    # the guest's text console, on the qxl driver's framebuffer
+    check=(console "$GUEST_QMP" "$run/screen.png" 30)
+else
+    check=(wait "$GUEST_QMP" "$run/screen.png" ready "${size:-1024x768}" 30)
+fi
+if ! out=$(/usr/bin/python3 "$top/tests/guest/pattern.py" "${check[@]}"); then
     shot=bad
     echo "$out" >&2
     [ -s "$run/screen.png" ] &&
@@ -87,7 +96,7 @@ fi
 
 cat <<EOF
 
-  Screen:  $run/screen.png$([ "$shot" = ok ] || echo "  (NOT the expected pattern)")
+  Screen:  $run/screen.png$([ "$shot" = ok ] || echo "  (NOT what the guest should show)")
   Serial:  $GUEST_SERIAL
   QMP:     tests/guest/qmp.py $GUEST_QMP query-status
   Viewer:  remote-viewer spice://127.0.0.1:$GUEST_SPICE_PORT

@@ -12,6 +12,9 @@
         frame: retry rather than sleep.  Exit 0 on a match, 1 on timeout.
     pattern.py nonblank IMAGE
         Exit 0 if IMAGE has more than one colour.
+    pattern.py console SOCKET IMAGE TIMEOUT
+        QMP screendump to IMAGE until it shows a text console (one dominant
+        background colour with text on it, no test pattern), or TIMEOUT.
     pattern.py raw PATTERN WxH STRIDE OUT
         Write PATTERN as a raw xRGB8888 frame (what the guest writes to
         /dev/fb0), for the guest image.
@@ -119,6 +122,27 @@ def check(path, name, size=None):
     return None
 
 
+def check_console(path):
+    """None if the image at PATH looks like a text console, else why not."""
+    try:
+        img = Image(path)
+    except Exception as e:
+        return f'cannot read {path}: {e}'
+    counts = {}
+    for y in range(0, img.height, 2):
+        for x in range(0, img.width, 2):
+            p = img.pixel(x, y)
+            counts[p] = counts.get(p, 0) + 1
+    total = sum(counts.values())
+    bg, n_bg = max(counts.items(), key=lambda kv: kv[1])
+    text = total - n_bg
+    if n_bg < total * 0.7:
+        return f'no dominant background colour ({100 * n_bg // total}% #{bytes(bg).hex()})'
+    if text < total // 1000:
+        return f'almost blank ({text} of {total} samples differ from the background)'
+    return None
+
+
 def raw_frame(name, w, h, stride):
     """PATTERN as xRGB8888 little-endian rows of STRIDE bytes."""
     tl, tr, bl, br = (bytes((b, g, r, 0)) for r, g, b in load_patterns()[name])
@@ -188,6 +212,25 @@ def main(argv):
         with open(argv[4], 'wb') as f:
             f.write(raw_frame(argv[1], w, h, int(argv[3])))
         return 0
+    if cmd == 'console' and len(argv) == 4:
+        from qmp import QMP
+        path, deadline = os.path.abspath(argv[2]), time.monotonic() + float(argv[3])
+        why = 'no screendump taken'
+        with QMP(argv[1], timeout=max(10.0, float(argv[3]))) as q:
+            while True:
+                try:
+                    q.execute('screendump', filename=path + '.tmp', format='png')
+                    os.replace(path + '.tmp', path)
+                    why = check_console(path)
+                except Exception as e:
+                    why = f'screendump failed: {e}'
+                if why is None:
+                    print(f'{argv[2]} shows a text console')
+                    return 0
+                if time.monotonic() >= deadline:
+                    print(f'{argv[2]}: {why}')
+                    return 1
+                time.sleep(0.5)
     if cmd == 'nonblank' and len(argv) == 2:
         n = len(Image(argv[1]).colours())
         print(f'{argv[1]}: {n} colour(s)')
