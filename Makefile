@@ -45,7 +45,7 @@ demo: build
 check: deps base
 	$(S)/check.sh
 
-check-long: check
+check-long: deps base
 	$(S)/check.sh --long
 
 bench: build upstream

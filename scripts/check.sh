@@ -97,15 +97,16 @@ run_tap checkpatch scripts/checkpatch.sh
 # 5. Every patch applies and builds on its own, and its qtest passes.
 run_tap bisect scripts/bisect-check.sh
 
-# 6. A real Linux guest on -vga qxl.
-if [ -x tests/guest/smoke.sh ]; then
-    run_tap guest-smoke tests/guest/smoke.sh build/patched/qemu-system-x86_64
+# 6. Real guests on the patched binary: the Linux qxl driver on -vga qxl
+#    and on a secondary head, under libvirt, across live migration; and a
+#    real vCPU blocked in a synchronous port behind a frozen SPICE client.
+qemu=build/patched/qemu-system-x86_64
+for t in smoke secondary libvirt; do
+    [ -x "tests/guest/$t.sh" ] && run_tap "guest-$t" "tests/guest/$t.sh" "$qemu"
+done
+if [ -x tests/guest/migrate.sh ]; then
+    run_tap guest-migrate tests/guest/migrate.sh "$qemu" "$([ $long = 1 ] && echo 10 || echo 2)"
 fi
-
-if [ $long = 1 ]; then
-    for t in tests/long/*.sh; do
-        [ -x "$t" ] && run_tap "long-$(basename "$t" .sh)" "$t"
-    done
-fi
+[ -x tests/stall/run.sh ] && run_tap stall tests/stall/run.sh "$qemu"
 
 finish
