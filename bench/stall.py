@@ -26,7 +26,13 @@ Lower-level pieces: guest_post()/guest_wait() (any port write from the vCPU,
 timed with rdtsc), start_probe() (a QmpProbe thread; .samples holds
 (t_send, t_recv) in time.monotonic() seconds), op_window() (a finished
 request's start/end in the same clock), answered_during(), the QTest
-object at .qt, the QMP control connection at .qmp.
+object at .qt, the QMP control connection at .qmp.  For tests
+(tests/stall/): last_draw_to_fill() (the last draw in the ring becomes an
+opaque fill of a known colour) and read_surface_rect() (primary surface
+pixels from BAR0); start(incoming='unix:PATH', boot_image=src.boot_image)
+starts a migration destination (qemu_args() is the command line) and
+adopt_device(src) takes over the source's device and mailbox state;
+clear_guest_ready()/wait_guest_ready() follow a guest reboot.
 
 How the pieces fit:
 
@@ -102,8 +108,11 @@ REDHAT_PCI_VENDOR_ID = 0x1b36
 QXL_DEVICE_ID_STABLE = 0x0100
 
 QXL_CMD_DRAW = 1
+QXL_DRAW_FILL = 1
 QXL_DRAW_COPY = 3
 QXL_EFFECT_BLEND = 0
+QXL_EFFECT_OPAQUE = 1
+SPICE_BRUSH_TYPE_SOLID = 1
 SPICE_ROPD_OP_PUT = 1 << 3
 SPICE_CLIP_TYPE_NONE = 0
 SPICE_IMAGE_TYPE_BITMAP = 0
@@ -203,6 +212,16 @@ class QXLCopy(_P):
                 ('scale_mode', ctypes.c_uint8), ('mask', QXLQMask)]
 
 
+class QXLBrush(_P):
+    _fields_ = [('type', ctypes.c_uint32), ('color', ctypes.c_uint32),
+                ('_pattern_pad', ctypes.c_uint8 * 12)]
+
+
+class QXLFill(_P):
+    _fields_ = [('brush', QXLBrush), ('rop_descriptor', ctypes.c_uint16),
+                ('mask', QXLQMask)]
+
+
 class QXLClip(_P):
     _fields_ = [('type', ctypes.c_uint32), ('data', ctypes.c_uint64)]
 
@@ -240,7 +259,8 @@ class QXLImage(_P):
 # Sizes and offsets as gcc computes them for spice-protocol 0.14.3.
 for _t, _size in ((QXLRom, 69), (QXLRam, 5348), (QXLCommandRing, 532),
                   (QXLReleaseRing, 84), (QXLSurfaceCreate, 40),
-                  (QXLDrawable, 191), (QXLCopy, 44), (QXLImage, 48)):
+                  (QXLDrawable, 191), (QXLCopy, 44), (QXLImage, 48),
+                  (QXLBrush, 20), (QXLFill, 39)):
     assert ctypes.sizeof(_t) == _size, (_t.__name__, ctypes.sizeof(_t))
 assert QXLRam.cmd_ring.offset == 4108 and QXLRam.create_surface.offset == 5292
 assert QXLDrawable.copy.offset == 123 and QXLRom.slots_start.offset == 64
@@ -534,21 +554,13 @@ class StallHarness:
     def __exit__(self, *exc):
         self.close()
 
-    def start(self, boot_image=None):
-        """Start QEMU and wait until the boot-sector guest is ready."""
-        if not os.access(self.qemu, os.X_OK):
-            raise HarnessError(f'{self.qemu}: no such executable')
-        img = boot_image or build_bootsector(os.path.join(self.workdir, 'guest'))
-        if self.spice_port is None:
-            self.spice_port = free_tcp_port()
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(self.qtest_path)
-        self._listener.listen(1)
-        self._listener.settimeout(1.0)
+    def qemu_args(self, boot_image, incoming=None):
+        """The QEMU command line (a migration destination: the same one
+        with its own sockets and spice port, plus -incoming INCOMING)."""
         args = [self.qemu, '-machine', 'pc', '-accel', self.accel,
                 '-m', str(self.memory_mb), '-nodefaults', '-vga', 'none',
                 '-device', self.device,
-                '-drive', f'file={img},format=raw,if=ide,snapshot=on',
+                '-drive', f'file={boot_image},format=raw,if=ide,snapshot=on',
                 '-display', 'none',
                 '-spice', f'port={self.spice_port},addr=127.0.0.1,'
                           'disable-ticketing=on,image-compression=off,'
@@ -557,6 +569,27 @@ class StallHarness:
                 '-qmp', f'unix:{self.qmp_path},server=on,wait=off',
                 '-qmp', f'unix:{self.probe_path},server=on,wait=off',
                 ] + self.extra_args
+        if incoming:
+            args += ['-incoming', incoming]
+        return args
+
+    def start(self, boot_image=None, incoming=None):
+        """Start QEMU and wait until the boot-sector guest is ready.  With
+        INCOMING (e.g. 'unix:/path'), start a migration destination: QEMU
+        waits for the migration stream and start() returns once qtest and
+        QMP are connected (take the device state from the source with
+        adopt_device(); BOOT_IMAGE should be the source's .boot_image)."""
+        if not os.access(self.qemu, os.X_OK):
+            raise HarnessError(f'{self.qemu}: no such executable')
+        img = boot_image or build_bootsector(os.path.join(self.workdir, 'guest'))
+        self.boot_image = img
+        if self.spice_port is None:
+            self.spice_port = free_tcp_port()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.qtest_path)
+        self._listener.listen(1)
+        self._listener.settimeout(1.0)
+        args = self.qemu_args(img, incoming)
         self.log(f'starting {" ".join(args)}')
         self._qemu_logf = open(self.qemu_log, 'wb')
         self.proc = subprocess.Popen(_pdeathsig_prefix() + args,
@@ -575,16 +608,45 @@ class StallHarness:
                 pass
         self.qt = QTest(conn, timeout=self.timeout)
         self.qmp = QMP(self.qmp_path, timeout=self.timeout, connect_wait=10)
+        if incoming:
+            return self
+        self.wait_guest_ready()
+        self.tsc_points.append(self._tsc_point())
+        return self
+
+    def wait_guest_ready(self, timeout=None):
+        """Wait (bounded) until the boot-sector guest says it is ready in
+        the mailbox; it has just cleared the mailbox, so the request
+        counter starts again at 0.  After a guest reset, clear the magic
+        first (clear_guest_ready()) or this sees the old one."""
+        timeout = self.timeout if timeout is None else timeout
         t0 = time.monotonic()
         while self.qt.readl(Mailbox.ADDR + Mailbox.MAGIC) != Mailbox.READY:
             self._check_alive('while booting')
-            if time.monotonic() - t0 > self.timeout:
+            if time.monotonic() - t0 > timeout:
                 raise HarnessError('the boot-sector guest did not come up '
                                    f'(log: {self.qemu_log})')
             time.sleep(0.02)
+        self.seq = 0
         self.log(f'guest ready after {time.monotonic() - t0:.2f} s '
                  f'(accel {self.accel})')
-        self.tsc_points.append(self._tsc_point())
+
+    def clear_guest_ready(self):
+        """Zero the mailbox magic (only the guest's boot code writes it), so
+        that a later wait_guest_ready() waits for a fresh boot."""
+        self.qt.writel(Mailbox.ADDR + Mailbox.MAGIC, 0)
+
+    DEVICE_STATE = ('pci_dev', 'bar0', 'bar1', 'bar2', 'io_base', 'rom', 'ram',
+                    'int_pending', 'slot_id', 'slot_gen', 'width', 'height',
+                    'free_start', 'free_end', 'seq', 'tsc_hz', '_tsc_ref')
+
+    def adopt_device(self, src):
+        """Take over what SRC (another harness) knows about the device and
+        the guest: for a migration destination, whose guest RAM, PCI
+        configuration and device state come from SRC."""
+        for k in self.DEVICE_STATE:
+            if hasattr(src, k):
+                setattr(self, k, getattr(src, k))
         return self
 
     def _check_alive(self, what):
@@ -812,6 +874,53 @@ class StallHarness:
         if n:
             self.qt.outb(self.io_base + QXL_IO_NOTIFY_CMD, 0)
         return n
+
+    def last_draw_to_fill(self, left, top, right, bottom, color):
+        """Turn the draw pushed last, which must still wait in the command
+        ring (after fill_ring()), into an opaque solid QXL_DRAW_FILL of
+        COLOR (xRGB) over the rectangle: after a synchronous UPDATE_AREA
+        that covers it, the primary surface holds exactly that colour
+        there (read_surface_rect()).  Returns the rectangle."""
+        if not self.draws_pushed:
+            raise HarnessError('no draw pushed yet')
+        i = self.draws_pushed - 1
+        prod, cons = self.ring_state()
+        if (prod - cons) % 2**32 == 0 or (prod - 1 - cons) % 2**32 >= RING_SIZE:
+            raise HarnessError(f'the last draw has left the ring (prod {prod}, cons {cons})')
+        blk = self.draw_base + i * self.DRAWABLE_BLOCK
+        d = QXLDrawable()
+        d.release_info = blk
+        d.surface_id = 0
+        d.effect = QXL_EFFECT_OPAQUE
+        d.type = QXL_DRAW_FILL
+        d.bbox = QXLRect(top=top, left=left, bottom=bottom, right=right)
+        d.clip = QXLClip(type=SPICE_CLIP_TYPE_NONE, data=0)
+        for k in range(3):
+            d.surfaces_dest[k] = -1
+        f = QXLFill()
+        f.brush.type = SPICE_BRUSH_TYPE_SOLID
+        f.brush.color = color
+        f.rop_descriptor = SPICE_ROPD_OP_PUT
+        buf = bytearray(bytes(d))
+        off = QXLDrawable.copy.offset      # the union's start
+        buf[off:off + ctypes.sizeof(f)] = bytes(f)
+        self.qt.write(blk, bytes(buf))
+        # Still in the ring after the rewrite: the worker reads it later.
+        prod2, cons2 = self.ring_state()
+        if (prod2 - cons2) % 2**32 == 0 or prod2 != prod:
+            raise HarnessError(f'the last draw left the ring while it was '
+                               f'rewritten (prod {prod2}, cons {cons2})')
+        return (left, top, right, bottom)
+
+    def read_surface_rect(self, left, top, right, bottom):
+        """The primary surface's pixels (u32 xRGB, row by row) in the
+        rectangle, read from BAR0 through qtest."""
+        stride = self.width * 4
+        rows = []
+        for y in range(top, bottom):
+            data = self.qt.read(self.bar0 + y * stride + left * 4, (right - left) * 4)
+            rows.append(list(struct.unpack(f'<{right - left}I', data)))
+        return rows
 
     def fill_ring(self, stall_after=2.0, timeout=120.0):
         """Keep the command ring full until the worker stops taking commands
