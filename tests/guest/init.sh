@@ -17,9 +17,11 @@
 #   qxltest.loop=1   redraw forever after step 3
 #   qxltest.loopmode=K  in the loop, every K-th step is a KMS mode change
 #                    (qxlmode, qxltest.mode, pattern "mode", no hold: two
-#                    mode changes) instead of a redraw; 0 (default): never.
+#                    mode changes) instead of a redraw (the redraws still
+#                    alternate boot/ready); 0 (default): never.
+#                    "QXL-GUEST-LOOP-MODE N start t=T0" before qxlmode starts,
 #                    "QXL-GUEST-LOOP N pattern=mode WxH t=T0 pitch=P" when the
-#                    mode is set (T0: uptime before qxlmode started), then
+#                    mode is set, then
 #                    "QXL-GUEST-LOOP-MODE N restored t=T1" when fbdev has its
 #                    mode back.  (Linux's qxl driver gives up waiting for a
 #                    lost QXL_INTERRUPT_IO_CMD after 5 s without a message:
@@ -208,17 +210,20 @@ if [ "$head2" = 1 ]; then
 fi
 
 if [ "$loop" = 1 ]; then
-    n=0
+    n=0 d=0
     while :; do
         usleep $((loopms * 1000))
         n=$((n + 1))
         if [ "$loopmode" -gt 0 ] 2>/dev/null && [ $((n % loopmode)) = 0 ]; then
-            qxlmode "$mode" $(colours mode) 0 "QXL-GUEST-LOOP $n pattern=mode $mode t=$(now)" </dev/null ||
+            t0=$(now)
+            echo "QXL-GUEST-LOOP-MODE $n start t=$t0"
+            qxlmode "$mode" $(colours mode) 0 "QXL-GUEST-LOOP $n pattern=mode $mode t=$t0" </dev/null ||
                 error "qxlmode $mode failed"
             echo "QXL-GUEST-LOOP-MODE $n restored t=$(now)"
             continue
         fi
-        if [ $((n % 2)) = 1 ]; then p=boot; else p=ready; fi
+        d=$((d + 1))
+        if [ $((d % 2)) = 1 ]; then p=boot; else p=ready; fi
         draw $p
         echo "QXL-GUEST-LOOP $n pattern=$p t=$(now)"
     done
