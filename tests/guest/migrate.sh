@@ -1,7 +1,7 @@
 #!/bin/bash
 # Live migration of the qxl test guest while it draws.
 #
-#   tests/guest/migrate.sh QEMU_BINARY [COUNT]
+#   tests/guest/migrate.sh QEMU_BINARY [COUNT [DEST_QEMU_BINARY]]
 #
 # The guest boots on -vga qxl with qxltest.loop=1: it keeps redrawing
 # /dev/fb0 and, every MIGRATE_LOOPMODE-th step, changes the KMS mode
@@ -29,6 +29,15 @@
 # "# migrations: ...", then "N passed, N failed"; exit status 1 if any
 # failed.  On a failure the tails of the serial logs and QEMU stderr are
 # printed.  No QEMU outlives the script.
+#
+# Between two different binaries: DEST_QEMU_BINARY (or env MIGRATE_DEST_QEMU;
+# the argument wins) makes the QEMUs alternate: vm0 and every even vmN run
+# QEMU_BINARY, every odd vmN DEST_QEMU_BINARY, so migration 1 goes A -> B,
+# migration 2 B -> A, ... (COUNT >= 2 covers both directions).  The TAP lines
+# then name each QEMU's binary (its directory name), a "# direction ..."
+# line gives downtime/total time per direction, and MIGRATE_DIR defaults to
+# build/migrate/<A's dir name>-<B's dir name>.  Unset or empty: one binary,
+# output as before.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,14 +46,24 @@ top=$(cd "$here/../.." && pwd)
 PY=/usr/bin/python3
 export PYTHONPATH=$here    # qmp.py, pattern.py for the inline Python
 
-[ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 QEMU_BINARY [COUNT]" >&2; exit 2; }
+[ $# -ge 1 ] && [ $# -le 3 ] || { echo "usage: $0 QEMU_BINARY [COUNT [DEST_QEMU_BINARY]]" >&2; exit 2; }
 qemu=$1
 count=${2:-2}
+qemu_b=${3:-${MIGRATE_DEST_QEMU:-}}
 [ -x "$qemu" ] || { echo "$0: $qemu is not executable" >&2; exit 2; }
+[ -z "$qemu_b" ] || [ -x "$qemu_b" ] || { echo "$0: $qemu_b is not executable" >&2; exit 2; }
 [[ $count =~ ^[1-9][0-9]*$ ]] || { echo "$0: COUNT must be a positive number" >&2; exit 2; }
 qemu=$(cd "$(dirname "$qemu")" && pwd)/$(basename "$qemu")
-
-run=${MIGRATE_DIR:-$top/build/migrate/$(basename "$(dirname "$qemu")")}
+[ -z "$qemu_b" ] || qemu_b=$(cd "$(dirname "$qemu_b")" && pwd)/$(basename "$qemu_b")
+qemu_a=$qemu
+# vm_qemu I: the binary QEMU number I runs (alternating when a destination
+# binary is given); vm_dir I: its directory's name; vm_name I: " (vm_dir)"
+# with a destination binary, else nothing
+vm_qemu() { if [ -n "$qemu_b" ] && [ $(($1 % 2)) = 1 ]; then echo "$qemu_b"; else echo "$qemu_a"; fi; }
+vm_dir() { basename "$(dirname "$(vm_qemu "$1")")"; }
+vm_name() { [ -z "$qemu_b" ] || echo " ($(vm_dir "$1"))"; }
+dir_a=$(basename "$(dirname "$qemu_a")")
+run=${MIGRATE_DIR:-$top/build/migrate/$dir_a${qemu_b:+-$(basename "$(dirname "$qemu_b")")}}
 rm -rf "$run"
 mkdir -p "$run"
 loopms=${MIGRATE_LOOPMS:-0}
@@ -66,6 +85,9 @@ ok() {
 note() { printf '# %s\n' "$*"; }
 secs() { $PY -c "print('%.1f' % ($EPOCHREALTIME - $1))"; }
 
+# status checks read QMP output from a here-string, not "echo | grep -q":
+# with pipefail, grep -q exiting at its match can SIGPIPE the line-buffered
+# echo (status 141) and fail a check whose output shows the status
 # --- two QEMUs at once: lib.sh keeps one guest in GUEST_*; save/load them ---
 vm_vars=(GUEST_PID GUEST_QMP GUEST_CTL GUEST_SERIAL GUEST_STDERR GUEST_SPICE_PORT
     GUEST_SOCKDIR GUEST_T0 GUEST_EXIT GUEST_ACCEL_USED)
@@ -116,7 +138,7 @@ traces=(-trace qxl_set_guest_bug -trace qxl_pre_save -trace qxl_pre_load
 start_vm() {
     local i=$1
     shift
-    guest_start "$qemu" "$top/build/guest" "$run/vm$i" "$append" \
+    guest_start "$(vm_qemu "$i")" "$top/build/guest" "$run/vm$i" "$append" \
         "${traces[@]}" -D "$run/vm$i/trace.log" "$@"
 }
 # wait_for REGEX TIMEOUT: guest_wait, 0 found / 1 timeout / 2 QEMU exited
@@ -133,9 +155,9 @@ last_loop() { log "$1" | sed -n 's/^QXL-GUEST-LOOP\(-MODE\)\{0,1\} \([0-9]*\) .*
 
 # 2. the source: boot, then let the loop run
 if start_vm 0; then
-    ok 0 "source QEMU (vm0) up, accel $GUEST_ACCEL_USED"
+    ok 0 "source QEMU (vm0$(vm_name 0)) up, accel $GUEST_ACCEL_USED"
 else
-    ok 1 "source QEMU (vm0) starts, accel $accel"
+    ok 1 "source QEMU (vm0$(vm_name 0)) starts, accel $accel"
     exit 1
 fi
 vm_save src
@@ -151,18 +173,19 @@ vm_save src
 
 # 3. the migrations
 downtimes=() totals=()
+dir_down=() dir_tot=()    # per direction: [0] A -> B, [1] B -> A
 for i in $(seq 1 "$count"); do
     sock=$migsock_dir/mig$i.sock
     vm_load src
     src_serial=$GUEST_SERIAL
     if ! start_vm "$i" -incoming "unix:$sock"; then
-        ok 1 "migration $i: destination QEMU (vm$i) starts with -incoming"
+        ok 1 "migration $i: destination QEMU (vm$i$(vm_name "$i")) starts with -incoming"
         exit 1
     fi
     vm_save dst
     st=$(guest_qmp query-status 2>&1)
-    echo "$st" | grep -q '"inmigrate"'
-    ok $? "migration $i: destination vm$i waits with -incoming (status inmigrate)" "$st"
+    grep -q '"inmigrate"' <<<"$st"
+    ok $? "migration $i: destination vm$i$(vm_name "$i") waits with -incoming (status inmigrate)" "$st"
 
     # migrate on the source, poll query-migrate (bounded)
     vm_load src
@@ -195,18 +218,21 @@ EOF
 )
     read -r status downtime total setup wall mib syncs err <<<"${result:-error}"
     if [ "$status" = completed ]; then
-        ok 0 "migration $i: vm$((i - 1)) -> vm$i completed: downtime $downtime ms, total $total ms (setup $setup ms, $mib MiB, $syncs dirty syncs)"
+        ok 0 "migration $i: vm$((i - 1))$(vm_name $((i - 1))) -> vm$i$(vm_name "$i") completed: downtime $downtime ms, total $total ms (setup $setup ms, $mib MiB, $syncs dirty syncs)"
         downtimes+=("$downtime")
         totals+=("$total")
+        d=$(((i - 1) % 2))
+        dir_down[d]="${dir_down[d]:-} $downtime"
+        dir_tot[d]="${dir_tot[d]:-} $total"
     else
-        ok 1 "migration $i: vm$((i - 1)) -> vm$i completes" "status ${status:-?} ${err:-}; $result"
+        ok 1 "migration $i: vm$((i - 1))$(vm_name $((i - 1))) -> vm$i$(vm_name "$i") completes" "status ${status:-?} ${err:-}; $result"
         exit 1
     fi
 
     src_last=$(last_loop "$src_serial")
     # the source: stopped after migration, then quits cleanly
     st=$(guest_qmp query-status 2>&1)
-    echo "$st" | grep -q '"postmigrate"'
+    grep -q '"postmigrate"' <<<"$st"
     ok $? "migration $i: source vm$((i - 1)) is in postmigrate" "$st"
     guest_stop
     vm_save src
@@ -218,10 +244,10 @@ EOF
     st=
     for _ in $(seq 50); do
         st=$(guest_qmp query-status 2>&1)
-        echo "$st" | grep -q '"running"' && break
+        grep -q '"running"' <<<"$st" && break
         sleep 0.1
     done
-    echo "$st" | grep -q '"running"'
+    grep -q '"running"' <<<"$st"
     ok $? "migration $i: destination vm$i is running" "$st"
     t_dst=$EPOCHREALTIME
     # two completed mode changes on the destination: the second one began
@@ -376,3 +402,10 @@ print("min/avg/max %d/%.0f/%d ms" % (min(v), sum(v) / len(v), max(v)) if v else 
 }
 note "boot to QXL-GUEST-READY: ${boot_secs:-?} s (accel $accel)"
 note "migrations: ${#downtimes[@]}/$count completed; downtime $(stats "${downtimes[@]}"): ${downtimes[*]}; total time $(stats "${totals[@]}"): ${totals[*]}"
+if [ -n "$qemu_b" ]; then
+    for d in 0 1; do
+        [ -n "${dir_down[d]:-}" ] || continue
+        # shellcheck disable=SC2086  # word splitting of the lists intended
+        note "direction $(vm_dir "$d") -> $(vm_dir $((d + 1))): downtime $(stats ${dir_down[d]}):${dir_down[d]}; total time $(stats ${dir_tot[d]}):${dir_tot[d]}"
+    done
+fi
