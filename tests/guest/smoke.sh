@@ -51,8 +51,9 @@ finish() {
         tail -n 20 "$run/qemu.stderr" 2>/dev/null | sed 's/^/# /'
     fi
     echo "$pass passed, $fail failed"
-    [ "$fail" -eq 0 ]
-    exit
+    # a bare exit in an EXIT trap keeps the status from before the trap
+    [ "$fail" -eq 0 ] && exit 0
+    exit 1
 }
 trap finish EXIT
 trap 'echo "# interrupted"; fail=$((fail + 1)); exit 1' INT TERM
