@@ -83,6 +83,15 @@ else
     finish
 fi
 
+# The unpatched base, for the compatibility tests (migration both ways).
+if scripts/build.sh build/base build/upstream qemu-system-x86_64 \
+        2>"$logdir/build-upstream.log"; then
+    pass "build unpatched QEMU $(cat build/base/.qxl-base-version)"
+else
+    cat "$logdir/build-upstream.log" >&2
+    fail "build unpatched QEMU"
+fi
+
 # 3. The qtests.
 export QTEST_QEMU_BINARY=./qemu-system-x86_64
 export QTEST_QEMU_IMG=false
@@ -98,12 +107,16 @@ run_tap checkpatch scripts/checkpatch.sh
 run_tap bisect scripts/bisect-check.sh
 
 # 6. Real guests on the patched binary: the Linux qxl driver on -vga qxl
-#    and on a secondary head, under libvirt, across live migration; and a
+#    and on a secondary head, under libvirt, with a frozen SPICE client,
+#    across live migration (also to and from the unpatched base); and a
 #    real vCPU blocked in a synchronous port behind a frozen SPICE client.
 qemu=build/patched/qemu-system-x86_64
-for t in smoke secondary libvirt; do
+for t in smoke secondary libvirt frozen-client; do
     [ -x "tests/guest/$t.sh" ] && run_tap "guest-$t" "tests/guest/$t.sh" "$qemu"
 done
+[ -x tests/guest/migrate-compat.sh ] &&
+    run_tap guest-migrate-compat tests/guest/migrate-compat.sh "$qemu" \
+        build/upstream/qemu-system-x86_64
 if [ -x tests/guest/migrate.sh ]; then
     run_tap guest-migrate tests/guest/migrate.sh "$qemu" "$([ $long = 1 ] && echo 10 || echo 2)"
 fi
