@@ -33,13 +33,13 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
+. "$here/tap.sh"
 PY=/usr/bin/python3
 export PYTHONPATH=$here    # qmp.py, pattern.py for the inline Python
 
 [ $# -eq 1 ] || { echo "usage: $0 QEMU_BINARY" >&2; exit 2; }
 qemu=$1
-[ -x "$qemu" ] || { echo "$0: $qemu is not executable" >&2; exit 2; }
-qemu=$(cd "$(dirname "$qemu")" && pwd)/$(basename "$qemu")
+qemu=$(tap_qemu "$qemu") || exit 2
 
 frozen=${FROZEN_SECONDS:-15}
 resume=${CLIENT_RESUME_SECONDS:-3}
@@ -52,19 +52,6 @@ rm -rf "$run"
 mkdir -p "$run"
 t_start=$EPOCHREALTIME
 
-n=0 pass=0 fail=0
-ok() {
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        pass=$((pass + 1))
-        echo "ok $n - $2"
-    else
-        fail=$((fail + 1))
-        echo "not ok $n - $2"
-        [ -z "${3:-}" ] || printf '#   %s\n' "$3"
-    fi
-}
-note() { printf '# %s\n' "$*"; }
 log() { tr -d '\r' <"$1" 2>/dev/null; }
 qmpc() { timeout 20 "$PY" "$here/qmp.py" --timeout 10 "$GUEST_QMP" "$@"; }
 loop_lines() { log "$GUEST_SERIAL" | grep -a -c '^QXL-GUEST-LOOP'; }
@@ -95,14 +82,10 @@ finish() {
         echo "# --- client (tail): $run/client.log"
         tail -n 10 "$run/client.log" 2>/dev/null | sed 's/^/# /'
     fi
-    note "runtime $($PY -c "print('%.1f' % ($EPOCHREALTIME - $t_start))") s"
-    echo "$pass passed, $fail failed"
-    # (a bare "exit" in an EXIT trap keeps the status from before the trap)
-    [ "$fail" -eq 0 ] && exit 0
-    exit 1
+    tap_runtime "$t_start"
+    tap_done
 }
-trap finish EXIT
-trap 'echo "# interrupted"; fail=$((fail + 1)); exit 1' INT TERM
+tap_traps
 
 # 1. guest image (built by scripts/guest-image.sh, e.g. through smoke.sh)
 img=$top/build/guest

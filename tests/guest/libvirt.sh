@@ -33,12 +33,12 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
+. "$here/tap.sh"
 PY=/usr/bin/python3
 
 [ $# -eq 1 ] || { echo "usage: $0 QEMU_BINARY" >&2; exit 2; }
 qemu=$1
-[ -x "$qemu" ] || { echo "$0: $qemu is not executable" >&2; exit 2; }
-qemu=$(cd "$(dirname "$qemu")" && pwd)/$(basename "$qemu")
+qemu=$(tap_qemu "$qemu") || exit 2
 [ "$(id -u)" = 0 ] || { echo "$0: run as root (creates the test user, runs virsh as it)" >&2; exit 2; }
 for tool in virsh runuser useradd; do
     command -v "$tool" >/dev/null || { echo "$0: $tool not found (libvirt-clients, util-linux, passwd)" >&2; exit 2; }
@@ -50,19 +50,6 @@ art=${LIBVIRT_DIR:-$top/build/libvirt/$(basename "$(dirname "$qemu")")}
 rm -rf "$art"
 mkdir -p "$art"
 
-n=0 pass=0 fail=0
-ok() {
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        pass=$((pass + 1))
-        echo "ok $n - $2"
-    else
-        fail=$((fail + 1))
-        echo "not ok $n - $2"
-        [ -z "${3:-}" ] || printf '%s\n' "$3" | sed 's/^/#   /'
-    fi
-}
-note() { printf '# %s\n' "$*"; }
 secs() { $PY -c "print('%.1f' % ($EPOCHREALTIME - $1))"; }
 
 rt=            # the user's private directory (sockets, domains, logs)
@@ -119,22 +106,13 @@ finish() {
         echo "# --- libvirt's domain log: QEMU command line and stderr (tail): $art/domain.log"
         tail -n 25 "$art/domain.log" 2>/dev/null | sed 's/^/# /'
     fi
-    note "runtime $(secs "$t_start") s"
-    echo "$pass passed, $fail failed"
-    [ "$fail" -eq 0 ]
-    exit
+    tap_runtime "$t_start"
+    tap_done
 }
-trap finish EXIT
-trap 'echo "# interrupted"; fail=$((fail + 1)); exit 1' INT TERM
+tap_traps
 
 # 1. the guest image
-if "$top/scripts/guest-image.sh" >"$art/guest-image.log" 2>&1; then
-    ok 0 "guest image built ($(cat "$top/build/guest/kernel-version"))"
-else
-    ok 1 "guest image built" "see $art/guest-image.log"
-    tail -n 20 "$art/guest-image.log" | sed 's/^/# /'
-    exit 1
-fi
+tap_guest_image "$art"
 
 # 2. the test user, and what it can reach
 if ! getent passwd "$user" >/dev/null; then

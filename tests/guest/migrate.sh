@@ -43,6 +43,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
+. "$here/tap.sh"
 PY=/usr/bin/python3
 export PYTHONPATH=$here    # qmp.py, pattern.py for the inline Python
 
@@ -70,19 +71,6 @@ loopms=${MIGRATE_LOOPMS:-0}
 loopmode=${MIGRATE_LOOPMODE:-2}
 append="qxltest.loop=1 qxltest.loopmode=$loopmode qxltest.loopms=$loopms"
 
-n=0 pass=0 fail=0
-ok() {
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        pass=$((pass + 1))
-        echo "ok $n - $2"
-    else
-        fail=$((fail + 1))
-        echo "not ok $n - $2"
-        [ -z "${3:-}" ] || printf '%s\n' "$3" | sed 's/^/#   /'
-    fi
-}
-note() { printf '# %s\n' "$*"; }
 secs() { $PY -c "print('%.1f' % ($EPOCHREALTIME - $1))"; }
 
 # status checks read QMP output from a here-string, not "echo | grep -q":
@@ -112,22 +100,13 @@ finish() {
             tail -n 10 "$d/qemu.stderr" 2>/dev/null | sed 's/^/# /'
         done
     fi
-    note "runtime $(secs "$t_start") s"
-    echo "$pass passed, $fail failed"
-    [ "$fail" -eq 0 ]
-    exit
+    tap_runtime "$t_start"
+    tap_done
 }
-trap finish EXIT
-trap 'echo "# interrupted"; fail=$((fail + 1)); exit 1' INT TERM
+tap_traps
 
 # 1. the guest image
-if "$top/scripts/guest-image.sh" >"$run/guest-image.log" 2>&1; then
-    ok 0 "guest image built ($(cat "$top/build/guest/kernel-version"))"
-else
-    ok 1 "guest image built" "see $run/guest-image.log"
-    tail -n 20 "$run/guest-image.log" | sed 's/^/# /'
-    exit 1
-fi
+tap_guest_image "$run"
 
 accel=$(guest_accel)
 timeout=${MIGRATE_TIMEOUT:-$([ "$accel" = kvm ] && echo 60 || echo 120)}

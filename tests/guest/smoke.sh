@@ -16,30 +16,17 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
+. "$here/tap.sh"
 PY=/usr/bin/python3
 
 [ $# -eq 1 ] || { echo "usage: $0 QEMU_BINARY" >&2; exit 2; }
 qemu=$1
-[ -x "$qemu" ] || { echo "$0: $qemu is not executable" >&2; exit 2; }
-qemu=$(cd "$(dirname "$qemu")" && pwd)/$(basename "$qemu")
+qemu=$(tap_qemu "$qemu") || exit 2
 
 run=${SMOKE_DIR:-$top/build/smoke/$(basename "$(dirname "$qemu")")}
 rm -rf "$run"
 mkdir -p "$run"
 
-n=0 pass=0 fail=0
-ok() {
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        pass=$((pass + 1))
-        echo "ok $n - $2"
-    else
-        fail=$((fail + 1))
-        echo "not ok $n - $2"
-        [ -z "${3:-}" ] || printf '#   %s\n' "$3"
-    fi
-}
-note() { printf '# %s\n' "$*"; }
 
 finish() {
     trap - EXIT INT TERM
@@ -50,22 +37,12 @@ finish() {
         echo "# --- QEMU stderr (tail): $run/qemu.stderr"
         tail -n 20 "$run/qemu.stderr" 2>/dev/null | sed 's/^/# /'
     fi
-    echo "$pass passed, $fail failed"
-    # a bare exit in an EXIT trap keeps the status from before the trap
-    [ "$fail" -eq 0 ] && exit 0
-    exit 1
+    tap_done
 }
-trap finish EXIT
-trap 'echo "# interrupted"; fail=$((fail + 1)); exit 1' INT TERM
+tap_traps
 
 # 1. the guest image
-if "$top/scripts/guest-image.sh" >"$run/guest-image.log" 2>&1; then
-    ok 0 "guest image built ($(cat "$top/build/guest/kernel-version"))"
-else
-    ok 1 "guest image built" "see $run/guest-image.log"
-    tail -n 20 "$run/guest-image.log" | sed 's/^/# /'
-    exit 1
-fi
+tap_guest_image "$run"
 
 accel=$(guest_accel)
 timeout=${SMOKE_TIMEOUT:-$([ "$accel" = kvm ] && echo 60 || echo 120)}

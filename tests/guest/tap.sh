@@ -1,0 +1,62 @@
+# TAP output shared by the guest tests (tests/guest/*.sh), sourced by them.
+#
+#   ok STATUS DESCRIPTION [DIAGNOSTIC]   one "ok N - ..." / "not ok N - ..."
+#                                        line; DIAGNOSTIC follows a failure
+#   note TEXT...                         a "# TEXT" comment line
+#   tap_done                             "N passed, N failed", then exit 0 or
+#                                        1; usable from an EXIT trap, where a
+#                                        bare "exit" would keep the status
+#                                        from before the trap
+#   tap_qemu PATH                        PATH made absolute; exit 2 if it is
+#                                        not an executable
+
+n=0 pass=0 fail=0
+
+ok() {
+    n=$((n + 1))
+    if [ "$1" = 0 ]; then
+        pass=$((pass + 1))
+        echo "ok $n - $2"
+    else
+        fail=$((fail + 1))
+        echo "not ok $n - $2"
+        [ -z "${3:-}" ] || printf '%s\n' "$3" | sed 's/^/#   /'
+    fi
+}
+
+note() { printf '# %s\n' "$*"; }
+
+tap_done() {
+    echo "$pass passed, $fail failed"
+    [ "$fail" -eq 0 ] && exit 0
+    exit 1
+}
+
+tap_qemu() {
+    [ -x "$1" ] || { echo "$0: $1 is not executable" >&2; exit 2; }
+    echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+}
+
+# The scripts' own finish() runs on exit; an interruption counts as a failure.
+tap_traps() {
+    trap finish EXIT
+    trap 'echo "# interrupted"; fail=$((fail + 1)); exit 1' INT TERM
+}
+
+# tap_guest_image DIR: build the guest image (scripts/guest-image.sh, $top
+# is the project root) as a test step, logging to DIR; the test ends here
+# if that fails.
+tap_guest_image() {
+    if "$top/scripts/guest-image.sh" >"$1/guest-image.log" 2>&1; then
+        ok 0 "guest image built ($(cat "$top/build/guest/kernel-version"))"
+    else
+        ok 1 "guest image built" "see $1/guest-image.log"
+        tail -n 20 "$1/guest-image.log" | sed 's/^/# /'
+        exit 1
+    fi
+}
+
+# tap_runtime START: a note with the seconds since START ($EPOCHREALTIME)
+tap_runtime() {
+    note "runtime $(/usr/bin/python3 -c "print('%.1f' % ($EPOCHREALTIME - $1))") s"
+}
