@@ -13,7 +13,8 @@ PATCHED  := build/patched/qemu-system-x86_64
 UPSTREAM := build/upstream/qemu-system-x86_64
 
 .PHONY: all deps base tree export build upstream demo check check-long \
-        bench docs checkpatch bisect-check clean distclean
+        check-asan fuzz fuzz-coverage asan bench docs checkpatch \
+        bisect-check clean distclean
 
 all: build
 
@@ -48,6 +49,22 @@ check: deps base
 check-long: deps base
 	$(S)/check.sh --long
 
+# The ASan+UBSan+libFuzzer build (build/asan) and what runs on it.
+asan: base build/tree/.git
+	$(S)/build-asan.sh
+
+check-asan: deps base
+	$(S)/check-asan.sh
+
+# make fuzz [FUZZ_TIME=seconds] [FUZZ_TARGETS="qxl-vga qxl"]
+FUZZ_TIME ?= 600
+FUZZ_TARGETS ?= qxl-vga
+fuzz: deps base
+	$(S)/fuzz.sh $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+fuzz-coverage: deps base
+	$(S)/fuzz.sh --coverage $(FUZZ_TARGETS)
+
 bench: build upstream
 	bench/run.sh
 
@@ -61,7 +78,7 @@ bisect-check: base
 	$(S)/bisect-check.sh
 
 clean:
-	rm -rf build/patched build/upstream build/bisect build/bisect-build build/guest
+	rm -rf build/patched build/upstream build/asan build/bisect build/bisect-build build/guest
 
 distclean:
 	rm -rf build

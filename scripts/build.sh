@@ -3,7 +3,8 @@
 #
 #   build.sh SRCDIR LINK [ninja targets...]
 #
-# The build directory is SRCDIR/build (so that every tree compiles with
+# The build directory is SRCDIR/build, or SRCDIR/$QXL_BUILD_SUBDIR for a
+# variant configured with $QXL_EXTRA_CONFIG (so that every tree compiles with
 # the same relative paths and ccache hits across them); LINK is made a
 # symbolic link to it.  The emulator ends up at LINK/qemu-system-x86_64,
 # with firmware linked into the build's data directory.
@@ -14,7 +15,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 
 src=$(cd "$1" && pwd); shift
 link=$1; shift
-builddir=$src/build
+builddir=$src/${QXL_BUILD_SUBDIR:-build}
 log=${link%/}
 mkdir -p "$(dirname "$link")"
 if [ ! -L "$link" ] && [ -f "$link/build.ninja" ]; then

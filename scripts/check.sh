@@ -100,6 +100,9 @@ for t in "${qtests[@]}"; do
         timeout 600 ./tests/qtest/$t --tap -k"
 done
 
+# 3b. The QXL qtests again, on the ASan+UBSan build (make check-asan).
+run_tap qtest-asan scripts/check-asan.sh
+
 # 4. checkpatch.pl over every patch.
 run_tap checkpatch scripts/checkpatch.sh
 

@@ -16,7 +16,7 @@ pkgs=(
     busybox-static kmod cpio xz-utils zstd
     python3-gi gir1.2-spiceclientglib-2.0 python3-pil
     libvirt-daemon-system libvirt-clients
-    clang libclang-rt-14-dev
+    clang libclang-rt-dev
 )
 
 need=()

@@ -1,0 +1,63 @@
+#!/bin/bash
+# make check-asan: the QXL qtests against the ASan+UBSan build.
+#
+# Builds build/asan (scripts/build-asan.sh: clang, -fsanitize=address,
+# undefined, plus libFuzzer coverage, which does not change behaviour) and
+# runs tests/qtest/qxl-async-test there.  UBSan stops at the first report
+# (halt_on_error), so undefined behaviour fails the case it happens in; any
+# AddressSanitizer or UBSan report in the log fails the run as well.
+#
+# Leak detection is off for these runs: QEMU does not free everything on
+# exit, so LeakSanitizer would report at every quit.  Leaks while the
+# device works are the fuzzer's job (scripts/fuzz.sh checks every input).
+#
+# Prints the qtest's TAP, then one line per sanitizer check, then
+# "N passed, N failed".
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/lib.sh"
+cd "$top"
+
+[ -d build/tree/.git ] || scripts/tree.sh || die "cannot make the work tree"
+scripts/build-asan.sh qemu-system-x86_64 tests/qtest/qxl-async-test >&2 ||
+    die "ASan build failed"
+
+log=build/check-asan.log
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:symbolize=1
+export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
+export QTEST_QEMU_BINARY=./qemu-system-x86_64
+export QTEST_QEMU_IMG=false
+
+(cd build/asan && timeout 1500 ./tests/qtest/qxl-async-test --tap -k) \
+    >"$log" 2>&1
+rc=$?
+grep -E '^ *(not )?ok [0-9]+' "$log"
+
+p=$(grep -c -E '^ *ok [0-9]+' "$log")
+f=$(grep -c -E '^ *not ok [0-9]+' "$log")
+n=$((p + f))
+report() {
+    n=$((n + 1))
+    if [ "$1" = ok ]; then
+        p=$((p + 1)); echo "ok $n - $2"
+    else
+        f=$((f + 1)); echo "not ok $n - $2"
+    fi
+}
+if grep -q -E 'ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer' "$log"; then
+    report fail "no sanitizer report (see $log)"
+    grep -E -A12 'ERROR: AddressSanitizer|runtime error:' "$log" | head -40 |
+        sed 's/^/# /'
+else
+    report ok "no sanitizer report in the QXL qtests"
+fi
+if [ $rc -eq 0 ]; then
+    report ok "qxl-async-test under ASan/UBSan exits 0"
+else
+    report fail "qxl-async-test under ASan/UBSan exits 0 (status $rc, log $log)"
+    tail -20 "$log" | sed 's/^/# /'
+fi
+echo "1..$n"
+echo "$p passed, $f failed"
+[ "$f" -eq 0 ]
