@@ -124,5 +124,9 @@ if [ -x tests/guest/migrate.sh ]; then
     run_tap guest-migrate tests/guest/migrate.sh "$qemu" "$([ $long = 1 ] && echo 10 || echo 2)"
 fi
 [ -x tests/stall/run.sh ] && run_tap stall tests/stall/run.sh "$qemu"
+# The fault matrix: sync and async UPDATE_AREA held in flight by a frozen
+# SPICE client while reset, stop/cont, migration, client disconnect or
+# resume, or quit hit it.
+[ -x tests/faults/run.sh ] && run_tap faults tests/faults/run.sh "$qemu"
 
 finish
