@@ -12,5 +12,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 
 export QXL_BUILD_SUBDIR=build-asan
 export QXL_EXTRA_CONFIG="--cc=clang --cxx=clang++ --enable-asan --enable-ubsan --enable-fuzzing"
+# Not part of the work tree's history
+grep -qx '/build-asan/' "$top/build/tree/.git/info/exclude" 2>/dev/null ||
+    echo '/build-asan/' >>"$top/build/tree/.git/info/exclude"
 [ $# -gt 0 ] || set -- qemu-system-x86_64 qemu-fuzz-x86_64 tests/qtest/qxl-async-test
 exec "$top/scripts/build.sh" "$top/build/tree" "$top/build/asan" "$@"

@@ -11,6 +11,8 @@
 # exit, so LeakSanitizer would report at every quit.  Leaks while the
 # device works are the fuzzer's job (scripts/fuzz.sh checks every input).
 #
+# Then replays the fuzzer's regression inputs (tests/fuzz/regressions/).
+#
 # Prints the qtest's TAP, then one line per sanitizer check, then
 # "N passed, N failed".
 set -uo pipefail
@@ -20,7 +22,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
 [ -d build/tree/.git ] || scripts/tree.sh || die "cannot make the work tree"
-scripts/build-asan.sh qemu-system-x86_64 tests/qtest/qxl-async-test >&2 ||
+scripts/build-asan.sh qemu-system-x86_64 tests/qtest/qxl-async-test \
+    qemu-fuzz-x86_64 >&2 ||
     die "ASan build failed"
 
 log=build/check-asan.log
@@ -52,6 +55,25 @@ if grep -q -E 'ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer' "$lo
 else
     report ok "no sanitizer report in the QXL qtests"
 fi
+# Every input the fuzzer found a crash or hang with, replayed on the
+# fuzzing binary (tests/fuzz/regressions/<target>-<what>).
+for input in tests/fuzz/regressions/*; do
+    [ -f "$input" ] || continue
+    name=$(basename "$input")
+    case $name in
+    qxl-vga-*) target=qxl-vga ;;
+    *) target=qxl ;;
+    esac
+    if timeout 120 env ASAN_OPTIONS=detect_leaks=1 build/asan/qemu-fuzz-x86_64 \
+            --fuzz-target="generic-fuzz-$target" "$input" \
+            >"build/check-asan-$name.log" 2>&1; then
+        report ok "fuzzer regression $name (generic-fuzz-$target)"
+    else
+        report fail "fuzzer regression $name (generic-fuzz-$target, log build/check-asan-$name.log)"
+        grep -E -m3 'ERROR|SUMMARY|Spice' "build/check-asan-$name.log" | sed 's/^/# /'
+    fi
+done
+
 if [ $rc -eq 0 ]; then
     report ok "qxl-async-test under ASan/UBSan exits 0"
 else

@@ -128,5 +128,7 @@ fi
 # SPICE client while reset, stop/cont, migration, client disconnect or
 # resume, or quit hit it.
 [ -x tests/faults/run.sh ] && run_tap faults tests/faults/run.sh "$qemu"
+[ -f tests/faults/guest_reset.py ] &&
+    run_tap faults-guest-reset "$PYTHON" tests/faults/guest_reset.py "$qemu"
 
 finish

@@ -39,67 +39,84 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/fuzz/lsan.supp}
 
-# Which generic-fuzz region indices are qxl's I/O and RAM BARs?  Probe
-# with one IN and one READ per index and read the qtest log.
-probe() {
-    local target=$1 p=$out/probe.bin i
-    : >"$p"
-    for i in $(seq 0 31); do
-        # OP_IN {size 0, base i, offset 0}, OP_READ {size 0, base i, offset 0}
-        printf '\x00\x00'"$(printf '\\x%02x' "$i")"'\x00\x00FUZZ' >>"$p"
-        printf '\x02\x00'"$(printf '\\x%02x' "$i")"'\x00\x00\x00\x00\x00FUZZ' >>"$p"
-    done
-    QTEST_LOG=1 "$fuzzer" --fuzz-target="generic-fuzz-$target" "$p" \
-        >"$out/probe-$target.log" 2>&1 || {
-        tail -20 "$out/probe-$target.log" >&2
-        die "probe of generic-fuzz-$target failed"
-    }
-    "$PYTHON" - "$out/probe-$target.log" <<'EOF'
-import re, sys
-ins, reads = [], []
-for line in open(sys.argv[1], errors='replace'):
-    m = re.search(r'\] (inb|readb) (0x[0-9a-f]+)', line)
-    if m:
-        (ins if m.group(1) == 'inb' else reads).append(int(m.group(2), 16))
-# libqos maps the first device's I/O BAR at 0xc000 and its BAR 0 (RAM) at
-# the bottom of the PCI hole; the probe ran index 0..31 in order
-io = ins.index(0xc000)
-ram = reads.index(0xe0000000)
-print(io, ram, hex(0xe0000000))
-EOF
-}
+# Where generic-fuzz's (index, offset) operands land.  The fuzzer counts the
+# fuzzable regions in flat-view order: in I/O space the Bochs VBE and VGA
+# ports (6 ranges) come before qxl's I/O BAR, which libqos maps at 0xc000;
+# in memory, the VGA window at 0xa0000 comes before BAR 0 (RAM), mapped at
+# the bottom of libqos' PCI hole.  The seeds are checked to really reach
+# native mode below, so a change in this layout cannot go unnoticed.
+QXL_FUZZ_IO_INDEX=6
+QXL_FUZZ_RAM_INDEX=1
+QXL_FUZZ_RAM_ADDR=0xe0000000
+
+# Functions only a native-mode, drawing, rendering device runs
+native_funcs="qxl_add_memslot qxl_create_guest_primary qxl_spice_update_area
+interface_get_command qxl_track_command"
 
 seeds_for() {
-    local target=$1 dir=$out/seeds-$target map
-    map=$(probe "$target") || exit 1
-    mkdir -p "$dir"
-    cc -O1 -Wall $(pkg-config --cflags spice-protocol) \
-        -o "$out/qxl-seeds" "$top/tests/fuzz/qxl-seeds.c"
-    # shellcheck disable=SC2086
-    "$out/qxl-seeds" "$dir" $map
+    local target=$1 dir f
+    dir=$out/seeds-$target
+    rm -rf "$dir"; mkdir -p "$dir"
+    "$out/qxl-seeds" "$dir" $QXL_FUZZ_IO_INDEX $QXL_FUZZ_RAM_INDEX \
+        $QXL_FUZZ_RAM_ADDR >&2
+    ASAN_OPTIONS=detect_leaks=0 "$fuzzer" --fuzz-target="generic-fuzz-$target" \
+        -runs=0 -print_coverage=1 "$dir" >"$out/seeds-$target.log" 2>&1 ||
+        die "the seed corpus crashes generic-fuzz-$target (log: $out/seeds-$target.log)"
+    for f in $native_funcs; do
+        grep -q "^COVERED_FUNC: .* $f " "$out/seeds-$target.log" ||
+            die "the seeds do not reach $f in generic-fuzz-$target (log: $out/seeds-$target.log)"
+    done
     echo "$dir"
 }
 
 run_one() {
-    local target=$1 corpus=$out/corpus-$target seeds log rc=0
+    local target=$1 seeds log rc=0
+    local corpus=$out/corpus-$target
     seeds=$(seeds_for "$target")
     mkdir -p "$corpus"
     log=$out/fuzz-$target.log
     step "fuzzing generic-fuzz-$target for $secs s (log: $log)"
-    local TIMEFORMAT='%U %S' times
-    times=$( { time "$fuzzer" --fuzz-target="generic-fuzz-$target" \
-                   "$corpus" "$seeds" \
-                   -max_total_time="$secs" -timeout=60 -rss_limit_mb=6144 \
-                   -max_len=16384 -print_final_stats=1 \
-                   -artifact_prefix="$out/artifacts/$target-" \
-                   >"$log" 2>&1 || echo "rc=$?" >"$log.rc"; } 2>&1 )
-    [ ! -f "$log.rc" ] || { rc=$(sed 's/rc=//' "$log.rc"); rm -f "$log.rc"; }
+    # libFuzzer's own -timeout cannot see a hang here: its SIGALRM may go
+    # to the spice worker thread.  Watch the main thread instead: while
+    # fuzzing it is always running; if it used no CPU for a minute it is
+    # stuck (e.g. waiting for a worker that will never answer), and
+    # SIGABRT makes libFuzzer save the input as a crash.
+    "$fuzzer" --fuzz-target="generic-fuzz-$target" "$corpus" "$seeds" \
+        -max_total_time="$secs" -timeout=60 -rss_limit_mb=6144 \
+        -max_len=16384 -print_final_stats=1 \
+        -artifact_prefix="$out/artifacts/$target-" >"$log" 2>&1 &
+    local pid=$! ticks=0 last=-1 idle=0 now hz
+    hz=$(getconf CLK_TCK)
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 5
+        now=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || break
+        [ -n "$now" ] || break
+        ticks=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat" 2>/dev/null || echo "$ticks")
+        if [ "$(awk '{print $14 + $15}' "/proc/$pid/task/$pid/stat" 2>/dev/null)" = "$last" ]; then
+            idle=$((idle + 5))
+        else
+            idle=0
+            last=$(awk '{print $14 + $15}' "/proc/$pid/task/$pid/stat" 2>/dev/null)
+        fi
+        if [ $idle -ge 60 ]; then
+            echo "fuzz.sh: main thread idle for 60 s: hang, aborting" >>"$log"
+            command -v gdb >/dev/null &&
+                gdb -p "$pid" -batch -ex "thread apply all bt 15" \
+                    >"$out/artifacts/$target-hang-$(date +%s).bt" 2>&1
+            kill -ABRT "$pid"
+            break
+        fi
+    done
+    wait "$pid" || rc=$?
     local execs cpu result
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     [ -n "$execs" ] || execs=$(sed -n 's/^#\([0-9]*\).*/\1/p' "$log" | tail -1)
-    cpu=$(echo "$times" | awk '{printf "%d", $1 + $2}')
+    cpu=$((ticks / hz))
     if [ "$rc" -eq 0 ]; then
         result=clean
+    elif [ "$rc" -eq 72 ] && grep -q 'run interrupted' "$log"; then
+        result=interrupted     # SIGINT: stopped by hand, nothing found
+        rc=0
     else
         result="FINDING rc=$rc $(grep -E -m1 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error|SUMMARY' "$log" || true)"
     fi
@@ -111,7 +128,8 @@ run_one() {
 }
 
 coverage_one() {
-    local target=$1 corpus=$out/corpus-$target seeds log
+    local target=$1 seeds log
+    local corpus=$out/corpus-$target
     seeds=$(seeds_for "$target")
     log=$out/coverage-$target.log
     "$fuzzer" --fuzz-target="generic-fuzz-$target" -runs=0 -print_coverage=1 \
@@ -137,6 +155,10 @@ print(f"generic-fuzz-{sys.argv[2]}: hw/display/qxl*.c edges {cov}/{tot} "
       f"({100.0 * cov / max(tot, 1):.1f}%), functions {hit}/{len(funcs)}")
 EOF
 }
+
+cc -O1 -Wall $(pkg-config --cflags spice-protocol) \
+    -o "$out/qxl-seeds" "$top/tests/fuzz/qxl-seeds.c" ||
+    die "cannot build the seed generator"
 
 fail=0
 if [ "$mode" = coverage ]; then
