@@ -34,8 +34,10 @@ fuzzer=$top/build/asan/qemu-fuzz-x86_64
 out=$top/build/fuzz
 mkdir -p "$out/artifacts"
 
-# ASan: report leaks too; UBSan: every finding is fatal, with a stack
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:symbolize=1}
+# ASan: report leaks too, and turn SIGTRAP (spice-server's fatal errors,
+# g_error()) into a report, so that libFuzzer saves the input; UBSan: every
+# finding is fatal, with a stack
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:symbolize=1:handle_sigtrap=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/fuzz/lsan.supp}
 
