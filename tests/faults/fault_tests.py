@@ -706,6 +706,18 @@ def fault_reset(c, r):
          + ' the thaw')
     if taken:
         r.grace_diag('system_reset dispatched')
+    if taken and not r.sync:
+        # a diagnostic: is system_reset answered while the client is still
+        # frozen, i.e. does the device reset without waiting for the worker?
+        # (sync: the reset waits for the vCPU's write, as the spec says.)
+        # Waits at most until the cell's bound.
+        t0 = time.monotonic()
+        q.wait(lambda: q.answered(i), r.left())
+        q.pump(0)
+        diag('system_reset ' + (f'answered {time.monotonic() - t0:.2f} s after dispatch'
+                                if q.answered(i) else 'not answered')
+             + ' before the thaw; RESET event '
+             + ('before' if q.event('RESET') else 'not before') + ' the thaw')
     r.thaw()
     got = q.wait(lambda: q.answered(i) and q.event('RESET'), TIMEOUT)
     st = q.run('query-status', timeout=TIMEOUT)
