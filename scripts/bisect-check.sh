@@ -43,7 +43,9 @@ while read -r p; do
     if [ -x "$builddir/tests/qtest/qxl-async-test" ] &&
        ! (cd "$builddir" && QTEST_QEMU_BINARY=./qemu-system-x86_64 \
             timeout 600 ./tests/qtest/qxl-async-test >"$tree.test.log" 2>&1); then
-        grep -E '^not ok|Bail|ERROR' "$tree.test.log" | sed 's/^/# /'
+        grep -E '^not ok|Bail|ERROR|signal|Aborted' "$tree.test.log" | sed 's/^/# /'
+        cp "$tree.test.log" "$tree.test-$n.failed.log"
+        echo "# log: $tree.test-$n.failed.log"
         echo "not ok $n - $p: qxl-async-test"
         rc=1
         continue
