@@ -21,6 +21,7 @@ rm -rf "$logdir"; mkdir -p "$logdir"
 passed=0
 failed=0
 failures=()
+timings=()
 
 pass() { passed=$((passed + 1)); echo "ok - $*"; }
 fail() { failed=$((failed + 1)); failures+=("$*"); echo "not ok - $*"; }
@@ -29,9 +30,11 @@ fail() { failed=$((failed + 1)); failures+=("$*"); echo "not ok - $*"; }
 run_tap() {
     local name=$1; shift
     local log=$logdir/$name.log
+    local start=$SECONDS
     step "$name"
     "$@" >"$log" 2>&1
     local rc=$?
+    timings+=("$(printf '%5d s  %s' $((SECONDS - start)) "$name")")
     local p f
     p=$(grep -c -E '^ *ok [0-9]+' "$log")
     f=$(grep -c -E '^ *not ok [0-9]+' "$log")
@@ -51,6 +54,10 @@ run_tap() {
 
 finish() {
     echo
+    if [ ${#timings[@]} -gt 0 ]; then
+        echo "Time per part (whole check: $SECONDS s):"
+        printf '  %s\n' "${timings[@]}"
+    fi
     if [ ${#failures[@]} -gt 0 ]; then
         echo "Failures:"
         printf '  %s\n' "${failures[@]}"
