@@ -15,13 +15,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
-missing=()
-command -v as >/dev/null || missing+=(binutils)
-/usr/bin/python3 -c 'import gi; gi.require_version("SpiceClientGLib", "2.0")' \
-    2>/dev/null || missing+=(python3-gi gir1.2-spiceclientglib-2.0)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "bench/run.sh: missing packages: ${missing[*]}" >&2
-    exit 1
-fi
+. "$top/tests/lib/spice-harness.sh"
+spice_harness_check_deps 1
 
 exec /usr/bin/python3 "$top/bench/bench.py" "$@"

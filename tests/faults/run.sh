@@ -22,19 +22,5 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-
-if [ $# -lt 1 ]; then
-    echo "usage: $0 QEMU_BINARY [CASE ...]" >&2
-    exit 2
-fi
-
-missing=()
-command -v as >/dev/null || missing+=(binutils)
-/usr/bin/python3 -c 'import gi; gi.require_version("SpiceClientGLib", "2.0")' \
-    2>/dev/null || missing+=(python3-gi gir1.2-spiceclientglib-2.0)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "$0: missing packages: ${missing[*]}" >&2
-    exit 2
-fi
-
-exec /usr/bin/python3 "$here/fault_tests.py" "$@"
+. "$here/../lib/spice-harness.sh"
+spice_harness_run "$here/fault_tests.py" "$@"

@@ -32,14 +32,10 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-. "$here/lib.sh"
 . "$here/tap.sh"
-PY=/usr/bin/python3
 export PYTHONPATH=$here    # qmp.py, pattern.py for the inline Python
 
-[ $# -eq 1 ] || { echo "usage: $0 QEMU_BINARY" >&2; exit 2; }
-qemu=$1
-qemu=$(tap_qemu "$qemu") || exit 2
+tap_one_qemu frozen-client "${FROZEN_DIR:-}" "$@"
 
 frozen=${FROZEN_SECONDS:-15}
 resume=${CLIENT_RESUME_SECONDS:-3}
@@ -47,9 +43,6 @@ resume=${CLIENT_RESUME_SECONDS:-3}
     { echo "$0: FROZEN_SECONDS must be 1..29" >&2; exit 2; }
 [[ $resume =~ ^[0-9]+$ ]] || { echo "$0: CLIENT_RESUME_SECONDS must be a number" >&2; exit 2; }
 
-run=${FROZEN_DIR:-$top/build/frozen-client/$(basename "$(dirname "$qemu")")}
-rm -rf "$run"
-mkdir -p "$run"
 t_start=$EPOCHREALTIME
 
 log() { tr -d '\r' <"$1" 2>/dev/null; }
@@ -75,10 +68,8 @@ finish() {
     client_kill
     guest_stop
     if [ "$fail" -gt 0 ]; then
-        echo "# --- serial log (tail): $run/serial.log"
-        tail -n 30 "$run/serial.log" 2>/dev/null | tr -d '\r' | sed 's/^/# /'
-        echo "# --- QEMU stderr (tail): $run/qemu.stderr"
-        tail -n 20 "$run/qemu.stderr" 2>/dev/null | sed 's/^/# /'
+        tap_tail "serial log" "$run/serial.log" 30
+        tap_tail "QEMU stderr" "$run/qemu.stderr" 20
         echo "# --- client (tail): $run/client.log"
         tail -n 10 "$run/client.log" 2>/dev/null | sed 's/^/# /'
     fi

@@ -32,9 +32,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-. "$here/lib.sh"
 . "$here/tap.sh"
-PY=/usr/bin/python3
 
 [ $# -eq 1 ] || { echo "usage: $0 QEMU_BINARY" >&2; exit 2; }
 qemu=$1
@@ -101,8 +99,7 @@ finish() {
         rm -rf "$rt"
     fi
     if [ "$fail" -gt 0 ]; then
-        echo "# --- serial log (tail): $art/serial.log"
-        tail -n 30 "$art/serial.log" 2>/dev/null | tr -d '\r' | sed 's/^/# /'
+        tap_tail "serial log" "$art/serial.log" 30
         echo "# --- libvirt's domain log: QEMU command line and stderr (tail): $art/domain.log"
         tail -n 25 "$art/domain.log" 2>/dev/null | sed 's/^/# /'
     fi

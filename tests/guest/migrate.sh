@@ -42,9 +42,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-. "$here/lib.sh"
 . "$here/tap.sh"
-PY=/usr/bin/python3
 export PYTHONPATH=$here    # qmp.py, pattern.py for the inline Python
 
 [ $# -ge 1 ] && [ $# -le 3 ] || { echo "usage: $0 QEMU_BINARY [COUNT [DEST_QEMU_BINARY]]" >&2; exit 2; }
@@ -94,10 +92,8 @@ finish() {
         local d
         for d in "$run"/vm*; do
             [ -d "$d" ] || continue
-            echo "# --- serial log (tail): $d/serial.log"
-            tail -n 25 "$d/serial.log" 2>/dev/null | tr -d '\r' | sed 's/^/# /'
-            echo "# --- QEMU stderr (tail): $d/qemu.stderr"
-            tail -n 10 "$d/qemu.stderr" 2>/dev/null | sed 's/^/# /'
+            tap_tail "serial log" "$d/serial.log" 25
+            tap_tail "QEMU stderr" "$d/qemu.stderr" 10
         done
     fi
     tap_runtime "$t_start"

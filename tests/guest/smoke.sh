@@ -15,27 +15,17 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-. "$here/lib.sh"
 . "$here/tap.sh"
-PY=/usr/bin/python3
 
-[ $# -eq 1 ] || { echo "usage: $0 QEMU_BINARY" >&2; exit 2; }
-qemu=$1
-qemu=$(tap_qemu "$qemu") || exit 2
-
-run=${SMOKE_DIR:-$top/build/smoke/$(basename "$(dirname "$qemu")")}
-rm -rf "$run"
-mkdir -p "$run"
+tap_one_qemu smoke "${SMOKE_DIR:-}" "$@"
 
 
 finish() {
     trap - EXIT INT TERM
     guest_stop
     if [ "$fail" -gt 0 ]; then
-        echo "# --- serial log (tail): $run/serial.log"
-        tail -n 40 "$run/serial.log" 2>/dev/null | tr -d '\r' | sed 's/^/# /'
-        echo "# --- QEMU stderr (tail): $run/qemu.stderr"
-        tail -n 20 "$run/qemu.stderr" 2>/dev/null | sed 's/^/# /'
+        tap_tail "serial log" "$run/serial.log" 40
+        tap_tail "QEMU stderr" "$run/qemu.stderr" 20
     fi
     tap_done
 }

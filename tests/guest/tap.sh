@@ -9,6 +9,17 @@
 #                                        from before the trap
 #   tap_qemu PATH                        PATH made absolute; exit 2 if it is
 #                                        not an executable
+#   tap_one_qemu NAME DIR ARG...         the arguments of a test that takes
+#                                        one QEMU binary: sets qemu (made
+#                                        absolute) and run (DIR if not empty,
+#                                        else build/NAME/<the binary's
+#                                        directory name>, emptied)
+#   tap_tail TITLE FILE LINES            the tail of FILE as "#" lines
+#
+# Sourcing it sources tests/guest/lib.sh too, and sets PY.
+
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+PY=/usr/bin/python3
 
 n=0 pass=0 fail=0
 
@@ -35,6 +46,22 @@ tap_done() {
 tap_qemu() {
     [ -x "$1" ] || { echo "$0: $1 is not executable" >&2; exit 2; }
     echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+}
+
+tap_one_qemu() {
+    local name=$1 dir=$2 top
+    shift 2
+    [ $# -eq 1 ] || { echo "usage: $0 QEMU_BINARY" >&2; exit 2; }
+    qemu=$(tap_qemu "$1") || exit 2
+    top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    run=${dir:-$top/build/$name/$(basename "$(dirname "$qemu")")}
+    rm -rf "$run"
+    mkdir -p "$run"
+}
+
+tap_tail() {
+    echo "# --- $1 (tail): $2"
+    tail -n "$3" "$2" 2>/dev/null | tr -d '\r' | sed 's/^/# /'
 }
 
 # The scripts' own finish() runs on exit; an interruption counts as a failure.
