@@ -44,7 +44,8 @@ while read -r p; do
     # cases, in a second process: the cases are mostly QEMU start-up, so
     # this nearly halves the time on two CPUs.
     if [ -x "$builddir/tests/qtest/qxl-async-test" ] &&
-       ! (cd "$builddir" && export QTEST_QEMU_BINARY=./qemu-system-x86_64 &&
+       ! (cd "$builddir" || exit 1
+            export QTEST_QEMU_BINARY=./qemu-system-x86_64
             timeout 600 ./tests/qtest/qxl-async-test -p /x86_64/qxl/fault \
                 >"$tree.test-fault.log" 2>&1 &
             pid=$!
