@@ -35,6 +35,21 @@ ok() {
     fi
 }
 
+# ok_todo STATUS DESCRIPTION REASON [DIAGNOSTIC]: like ok, for a check that
+# fails intermittently for a known, open reason: a failure prints
+# "not ok N - DESCRIPTION # TODO REASON", which TAP (and make check) does
+# not count as a failure.
+ok_todo() {
+    n=$((n + 1))
+    if [ "$1" = 0 ]; then
+        pass=$((pass + 1))
+        echo "ok $n - $2"
+    else
+        echo "not ok $n - $2 # TODO $3"
+        [ -z "${4:-}" ] || printf '%s\n' "$4" | sed 's/^/#   /'
+    fi
+}
+
 note() { printf '# %s\n' "$*"; }
 
 tap_done() {
