@@ -23,31 +23,28 @@ PY=/usr/bin/python3
 
 n=0 pass=0 fail=0
 
-ok() {
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        pass=$((pass + 1))
-        echo "ok $n - $2"
-    else
-        fail=$((fail + 1))
-        echo "not ok $n - $2"
-        [ -z "${3:-}" ] || printf '%s\n' "$3" | sed 's/^/#   /'
-    fi
-}
+ok() { tap_line "$1" "$2" "" "${3:-}"; }
 
 # ok_todo STATUS DESCRIPTION REASON [DIAGNOSTIC]: like ok, for a check that
 # fails intermittently for a known, open reason: a failure prints
 # "not ok N - DESCRIPTION # TODO REASON", which TAP (and make check) does
 # not count as a failure.
-ok_todo() {
+ok_todo() { tap_line "$1" "$2" "$3" "${4:-}"; }
+
+tap_line() {
     n=$((n + 1))
     if [ "$1" = 0 ]; then
         pass=$((pass + 1))
         echo "ok $n - $2"
-    else
-        echo "not ok $n - $2 # TODO $3"
-        [ -z "${4:-}" ] || printf '%s\n' "$4" | sed 's/^/#   /'
+        return
     fi
+    if [ -n "$3" ]; then
+        echo "not ok $n - $2 # TODO $3"
+    else
+        fail=$((fail + 1))
+        echo "not ok $n - $2"
+    fi
+    [ -z "$4" ] || printf '%s\n' "$4" | sed 's/^/#   /'
 }
 
 note() { printf '# %s\n' "$*"; }
