@@ -145,15 +145,26 @@ static void native_start(int async)
     }
 }
 
-static void push_command(uint32_t offset, uint32_t type)
+/* QXL_IO_SET_MODE's slot 0: guest physical addresses, generation 0 */
+static QXLPHYSICAL compat_phys(uint32_t offset)
 {
-    QXLCommand cmd = { .data = phys(offset), .type = type };
+    return ram_addr + offset;
+}
+
+static void push_command_at(QXLPHYSICAL data, uint32_t type)
+{
+    QXLCommand cmd = { .data = data, .type = type };
     uint32_t item = RAM_HEADER + offsetof(QXLRam, cmd_ring.items) +
                     (cmd_prod % QXL_COMMAND_RING_SIZE) *
                     sizeof(QXLCommandRing_ring_el);
 
     ram_write(item, &cmd, sizeof(cmd));
     ram_set(cmd_ring.prod, ++cmd_prod);
+}
+
+static void push_command(uint32_t offset, uint32_t type)
+{
+    push_command_at(phys(offset), type);
 }
 
 static void drawable_init(QXLDrawable *d, uint32_t surface, uint8_t type,
@@ -322,6 +333,50 @@ static void monitors_config(void)
     io(QXL_IO_MONITORS_CONFIG_ASYNC, 0);
 }
 
+/* A QXLClipRects of one rectangle; returns its offset */
+static uint32_t clip_rects(QXLRect r)
+{
+    struct SPICE_ATTR_PACKED {
+        QXLClipRects clip;
+        QXLRect rect;
+    } c;
+    uint32_t offset = alloc(sizeof(c));
+
+    memset(&c, 0, sizeof(c));
+    c.clip.num_rects = 1;
+    c.clip.chunk.data_size = sizeof(c.rect);
+    c.rect = r;
+    ram_write(offset, &c, sizeof(c));
+    return offset;
+}
+
+/* A fill as a QXL_IO_SET_MODE guest draws it, clipped and self-bitmapped */
+static void push_compat_fill(QXLRect r, uint32_t color, int clip, int self)
+{
+    QXLCompatDrawable d;
+    uint32_t offset;
+
+    memset(&d, 0, sizeof(d));
+    d.release_info.id = ++release_id;
+    d.effect = QXL_EFFECT_OPAQUE;
+    d.type = QXL_DRAW_FILL;
+    d.bbox = r;
+    if (clip) {
+        d.clip.type = SPICE_CLIP_TYPE_RECTS;
+        d.clip.data = compat_phys(clip_rects(r));
+    }
+    if (self) {
+        d.bitmap_offset = 1;
+        d.bitmap_area = r;
+    }
+    d.u.fill.brush.type = SPICE_BRUSH_TYPE_SOLID;
+    d.u.fill.brush.u.color = color;
+    d.u.fill.rop_descriptor = SPICE_ROPD_OP_PUT;
+    offset = alloc(sizeof(d));
+    ram_write(offset, &d, sizeof(d));
+    push_command_at(compat_phys(offset), QXL_CMD_DRAW);
+}
+
 /* --- the seeds --- */
 
 static void seed_async_start(void)
@@ -438,6 +493,40 @@ static void seed_busy(void)
     io(QXL_IO_RESET, 0);
 }
 
+/* QXL_IO_SET_MODE's compatibility mode (mode 1: 640x480, 32 bpp) */
+static void seed_compat(void)
+{
+    io(QXL_IO_SET_MODE, 1);
+    push_compat_fill(rect(0, 0, 64, 64), 0x0000ff, 0, 0);
+    push_compat_fill(rect(8, 8, 24, 24), 0x00ff00, 1, 0);
+    push_compat_fill(rect(16, 16, 48, 48), 0xff0000, 0, 1);
+    io(QXL_IO_NOTIFY_CMD, 0);
+    update_area(0, rect(0, 0, 64, 64), 0);
+}
+
+/* Native fills clipped by rectangles and with a self bitmap */
+static void seed_clip_self_bitmap(void)
+{
+    QXLDrawable d;
+    uint32_t offset;
+
+    native_start(0);
+    drawable_init(&d, 0, QXL_DRAW_FILL, rect(0, 0, 32, 32));
+    d.clip.type = SPICE_CLIP_TYPE_RECTS;
+    d.clip.data = phys(clip_rects(rect(4, 4, 28, 28)));
+    d.self_bitmap = 1;
+    d.self_bitmap_area = rect(0, 0, 32, 32);
+    d.u.fill.brush.type = SPICE_BRUSH_TYPE_SOLID;
+    d.u.fill.brush.u.color = 0x123456;
+    d.u.fill.rop_descriptor = SPICE_ROPD_OP_PUT;
+    offset = alloc(sizeof(d));
+    ram_write(offset, &d, sizeof(d));
+    push_command(offset, QXL_CMD_DRAW);
+    io(QXL_IO_NOTIFY_CMD, 0);
+    update_area(0, rect(0, 0, WIDTH, HEIGHT), 1);
+    clock_step();
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -454,6 +543,8 @@ static const struct {
     { "destroy-primary", seed_destroy_primary },
     { "log-mode-reset", seed_log_mode_reset },
     { "busy", seed_busy },
+    { "compat", seed_compat },
+    { "clip-self-bitmap", seed_clip_self_bitmap },
 };
 
 int main(int argc, char **argv)
