@@ -133,15 +133,27 @@ fb1=$(log | grep -a -m1 '^QXL-GUEST: fb1 ' | sed 's/.*fb1 \([0-9]*x[0-9]*\) .*/\
 note "guest: $(log | grep -a -m1 '^QXL-GUEST: fb1 ')"
 
 # 6. screendump device=qxl1 follows the second head; the primary stays
-# Known to fail intermittently (the screendump stayed black although the
-# guest drew; later patterns show): open, see README "Known problems".
-# The likely reason, a first head larger than the primary surface, is
-# shown clipped since patch 40; the diagnostic lists qxl 1's primaries.
+# Linux's drm/qxl now and then keeps the second head's shadow primary
+# surface at its initial 64x64 although fb1 is 1024x768, until the next
+# mode set (its monitors config says 1024x768 meanwhile); the guest's boot
+# pattern then never reaches a primary surface of fb1's size.  The trace
+# tells: when qxl 1's latest primary is not fb1's size, the check is skipped
+# provided the screendump shows exactly that surface (QEMU shows no more
+# than the primary surface); otherwise it must show the pattern.
 out=$($PY "$here/pattern.py" wait "$GUEST_QMP" "$run/head2-boot.png" boot "${fb1:-1024x768}" 30 --device qxl1 2>&1)
-ok_todo $? "screendump device=qxl1 shows the boot pattern on the second head" \
-    "intermittent: the second head's first pattern may stay black" \
-    "$out
-qxl 1 primary surfaces so far: $(grep -a -o 'qxl_create_guest_primary 1 [0-9]*x[0-9]*' "$trace" | cut -d' ' -f3 | tr '\n' ' ')"
+rc=$?
+prims=$(grep -a -o 'qxl_create_guest_primary 1 [0-9]*x[0-9]*' "$trace" | cut -d' ' -f3 | tr '\n' ' ')
+last=${prims% }; last=${last##* }
+if [ $rc != 0 ] && [ -n "$last" ] && [ "$last" != "${fb1:-1024x768}" ] &&
+        echo "$out" | grep -q "size $last,"; then
+    ok_skip "screendump device=qxl1 shows the boot pattern on the second head" \
+        "the guest's driver kept a $last primary surface for its ${fb1:-1024x768} fb1 (drm/qxl resizes its shadow primary at the next mode set); the screendump shows that surface" \
+        "$out
+qxl 1 primary surfaces so far: $prims"
+else
+    ok $rc "screendump device=qxl1 shows the boot pattern on the second head" "$out
+qxl 1 primary surfaces so far: $prims"
+fi
 note "$out"
 screen primary-1 ready 1024x768 "primary screendump still shows the ready pattern"
 # count ID PORT: qxl_io_write events of qxl ID on PORT so far

@@ -31,6 +31,15 @@ ok() { tap_line "$1" "$2" "" "${3:-}"; }
 # not count as a failure.
 ok_todo() { tap_line "$1" "$2" "$3" "${4:-}"; }
 
+# ok_skip DESCRIPTION REASON [DIAGNOSTIC]: a check whose precondition the
+# guest did not meet: "ok N - DESCRIPTION # SKIP REASON" (TAP: not a failure)
+ok_skip() {
+    n=$((n + 1))
+    pass=$((pass + 1))
+    echo "ok $n - $1 # SKIP $2"
+    [ -z "${3:-}" ] || printf '%s\n' "$3" | sed 's/^/#   /'
+}
+
 tap_line() {
     n=$((n + 1))
     if [ "$1" = 0 ]; then
