@@ -23,13 +23,19 @@ PY=/usr/bin/python3
 
 n=0 pass=0 fail=0
 
-ok() { tap_line "$1" "$2" "" "${3:-}"; }
-
-# ok_todo STATUS DESCRIPTION REASON [DIAGNOSTIC]: like ok, for a check that
-# fails intermittently for a known, open reason: a failure prints
-# "not ok N - DESCRIPTION # TODO REASON", which TAP (and make check) does
-# not count as a failure.
-ok_todo() { tap_line "$1" "$2" "$3" "${4:-}"; }
+# ok STATUS DESCRIPTION [DIAGNOSTIC]: one TAP line, the diagnostic after a
+# failure
+ok() {
+    n=$((n + 1))
+    if [ "$1" = 0 ]; then
+        pass=$((pass + 1))
+        echo "ok $n - $2"
+        return
+    fi
+    fail=$((fail + 1))
+    echo "not ok $n - $2"
+    tap_diag "${3:-}"
+}
 
 # ok_skip DESCRIPTION REASON [DIAGNOSTIC]: a check whose precondition the
 # guest did not meet: "ok N - DESCRIPTION # SKIP REASON" (TAP: not a failure)
@@ -37,24 +43,10 @@ ok_skip() {
     n=$((n + 1))
     pass=$((pass + 1))
     echo "ok $n - $1 # SKIP $2"
-    [ -z "${3:-}" ] || printf '%s\n' "$3" | sed 's/^/#   /'
+    tap_diag "${3:-}"
 }
 
-tap_line() {
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        pass=$((pass + 1))
-        echo "ok $n - $2"
-        return
-    fi
-    if [ -n "$3" ]; then
-        echo "not ok $n - $2 # TODO $3"
-    else
-        fail=$((fail + 1))
-        echo "not ok $n - $2"
-    fi
-    [ -z "$4" ] || printf '%s\n' "$4" | sed 's/^/#   /'
-}
+tap_diag() { [ -z "$1" ] || printf '%s\n' "$1" | sed 's/^/#   /'; }
 
 note() { printf '# %s\n' "$*"; }
 
