@@ -23,7 +23,9 @@ Used by bench/bench.py (`make bench`) and meant to be imported by tests:
         assert r['qmp']['max_ms'] < 100
 
 Lower-level pieces: guest_post()/guest_wait() (any port write from the vCPU,
-timed with rdtsc), start_probe() (a QmpProbe thread; .samples holds
+timed with rdtsc; cpu=K for vCPU K of StallHarness(smp=N)), mailbox_readl()
+(a mailbox field, e.g. Mailbox.OUTS: the writes that returned so far),
+start_probe() (a QmpProbe thread; .samples holds
 (t_send, t_recv) in time.monotonic() seconds), op_window() (a finished
 request's start/end in the same clock), answered_during(), the QTest
 object at .qt, the QMP control connection at .qmp.  For tests
@@ -46,7 +48,10 @@ How the pieces fit:
 * The measured port writes come from the vCPU: bench/bootsector.S, booted by
   SeaBIOS from a raw disk image, serves requests posted in a mailbox at
   guest-physical 0x1000 (see the layout there and in class Mailbox) and
-  times each `out` with rdtsc.
+  times each `out` with rdtsc.  With StallHarness(smp=N) every vCPU serves
+  a mailbox of its own, Mailbox.addr(cpu) (cpu: the APIC ID, 0 the BSP);
+  guest_post(..., cpu=K) posts there, so two vCPUs can write ports at the
+  same time.
 * QMP: one control monitor for the harness, one for the latency probe.
 * The SPICE client is bench/spice_client.py (spice-client-glib).
 
@@ -280,15 +285,29 @@ RING_SIZE = 32
 
 
 class Mailbox:
+    """Field offsets in a mailbox; ADDR and SAMPLES are the BSP's (CPU 0),
+    addr(cpu) and samples(cpu) any vCPU's (cpu: its APIC ID)."""
     ADDR = 0x1000
+    STRIDE = 0x100
     MAGIC, SEQ, BUSY, ACK = 0x00, 0x04, 0x08, 0x0c
     COUNT, PORT, VALUE, INTADDR, INTMASK = 0x10, 0x14, 0x18, 0x1c, 0x20
     TIMEOUTS, WAITLIM, GAP = 0x24, 0x28, 0x2c
     TSC0, TSC1, LAST = 0x30, 0x38, 0x40
-    SIZE = 0x48
+    OUTS, SBASE, APIC = 0x48, 0x4c, 0x50
+    SIZE = 0x54
     SAMPLES = 0x10000
     MAX_SAMPLES = 0x4000
+    MAX_CPUS = 8         # the samples of APIC IDs 0-7 fit below 0x90000
     READY = 0x424c5851   # 'QXLB'
+
+    @classmethod
+    def addr(cls, cpu=0):
+        return cls.ADDR + cls.STRIDE * cpu
+
+    @classmethod
+    def samples(cls, cpu=0):
+        """Where CPU puts its samples unless sbase was changed."""
+        return cls.SAMPLES * (cpu + 1)
 
 
 def build_bootsector(outdir):
@@ -508,12 +527,17 @@ class StallHarness:
     given).  ACCEL: see choose_accel().  DEVICE is the -device argument
     (e.g. 'qxl-vga,id=qxl0,revision=2' for a legacy-revision device);
     EXTRA_ARGS go to QEMU as they are.  TIMEOUT bounds every single wait.
+    SMP: vCPUs (-smp, at most Mailbox.MAX_CPUS), each serving its own
+    mailbox; a migration destination needs the source's.
     """
 
     def __init__(self, qemu, workdir=None, accel=None, name='qemu',
                  spice_port=None, extra_args=(), log=None, timeout=60.0,
-                 memory_mb=32, device='qxl-vga,id=qxl0'):
+                 memory_mb=32, device='qxl-vga,id=qxl0', smp=1):
+        if not 1 <= smp <= Mailbox.MAX_CPUS:
+            raise ValueError(f'smp {smp}: 1 to {Mailbox.MAX_CPUS} vCPUs')
         self.qemu = qemu
+        self.smp = smp
         self.name = name
         self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix='qxl-stall-')
@@ -534,8 +558,10 @@ class StallHarness:
         self.qt = None
         self.qmp = None
         self._listener = None
-        self.seq = 0
-        self.tsc_points = []
+        self.seqs = [0] * smp        # per vCPU: the last request posted
+        self.tsc_points = []         # the BSP's; the APs' in _ap_tsc_points
+        self._ap_tsc_points = {}
+        self._ap_tsc_refs = {}
         self.tsc_hz = None
         self.draws_pushed = 0
         self.qemu_log = os.path.join(self.workdir, f'{name}.log')
@@ -545,6 +571,15 @@ class StallHarness:
         self.qmp_path = os.path.join(self.sock_dir, 'qmp.sock')
         self.probe_path = os.path.join(self.sock_dir, 'probe.sock')
         _live.add(self)
+
+    @property
+    def seq(self):
+        """The BSP's request counter (seqs[cpu] for any vCPU)."""
+        return self.seqs[0]
+
+    @seq.setter
+    def seq(self, value):
+        self.seqs[0] = value
 
     # -- lifetime ----------------------------------------------------------
 
@@ -569,6 +604,9 @@ class StallHarness:
                 '-qmp', f'unix:{self.qmp_path},server=on,wait=off',
                 '-qmp', f'unix:{self.probe_path},server=on,wait=off',
                 ] + self.extra_args
+        if self.smp > 1:
+            i = args.index('-m') + 2
+            args[i:i] = ['-smp', str(self.smp)]
         if incoming:
             args += ['-incoming', incoming]
         return args
@@ -612,41 +650,58 @@ class StallHarness:
             return self
         self.wait_guest_ready()
         self.tsc_points.append(self._tsc_point())
+        for cpu in range(1, self.smp):
+            self._ap_tsc_points[cpu] = [self._tsc_point(cpu)]
         return self
 
     def wait_guest_ready(self, timeout=None):
         """Wait (bounded) until the boot-sector guest says it is ready in
-        the mailbox; it has just cleared the mailbox, so the request
-        counter starts again at 0.  After a guest reset, clear the magic
-        first (clear_guest_ready()) or this sees the old one."""
+        the mailbox, on every vCPU; each has just cleared its mailbox, so
+        the request counters start again at 0.  After a guest reset, clear
+        the magic first (clear_guest_ready()) or this sees the old one."""
         timeout = self.timeout if timeout is None else timeout
         t0 = time.monotonic()
-        while self.qt.readl(Mailbox.ADDR + Mailbox.MAGIC) != Mailbox.READY:
-            self._check_alive('while booting')
-            if time.monotonic() - t0 > timeout:
-                raise HarnessError('the boot-sector guest did not come up '
-                                   f'(log: {self.qemu_log})')
-            time.sleep(0.02)
-        self.seq = 0
+        for cpu in range(self.smp):
+            mb = Mailbox.addr(cpu)
+            while self.qt.readl(mb + Mailbox.MAGIC) != Mailbox.READY:
+                self._check_alive('while booting')
+                if time.monotonic() - t0 > timeout:
+                    raise HarnessError(f'the boot-sector guest did not come up '
+                                       f'on CPU {cpu} of {self.smp} '
+                                       f'(log: {self.qemu_log})')
+                time.sleep(0.02)
+            # a mailbox served by the wrong vCPU (APIC IDs not 0..smp-1)
+            apic = self.qt.readl(mb + Mailbox.APIC)
+            if apic != cpu:
+                raise HarnessError(f'mailbox {cpu} served by APIC ID {apic}')
+        self.seqs = [0] * self.smp
         self.log(f'guest ready after {time.monotonic() - t0:.2f} s '
-                 f'(accel {self.accel})')
+                 f'(accel {self.accel}, {self.smp} vCPU)')
 
     def clear_guest_ready(self):
-        """Zero the mailbox magic (only the guest's boot code writes it), so
-        that a later wait_guest_ready() waits for a fresh boot."""
-        self.qt.writel(Mailbox.ADDR + Mailbox.MAGIC, 0)
+        """Zero the mailbox magic of every vCPU (only the guest's boot code
+        writes it), so that a later wait_guest_ready() waits for a fresh
+        boot."""
+        for cpu in range(self.smp):
+            self.qt.writel(Mailbox.addr(cpu) + Mailbox.MAGIC, 0)
 
     DEVICE_STATE = ('pci_dev', 'bar0', 'bar1', 'bar2', 'io_base', 'rom', 'ram',
                     'int_pending', 'slot_id', 'slot_gen', 'width', 'height',
-                    'free_start', 'free_end', 'seq', 'tsc_hz', '_tsc_ref')
+                    'free_start', 'free_end', 'seqs', 'tsc_hz', '_tsc_ref',
+                    '_ap_tsc_refs')
 
     def adopt_device(self, src):
         """Take over what SRC (another harness) knows about the device and
         the guest: for a migration destination, whose guest RAM, PCI
-        configuration and device state come from SRC."""
+        configuration and device state come from SRC (started with the
+        same smp)."""
+        if src.smp != self.smp:
+            raise HarnessError(f'source has {src.smp} vCPUs, this one {self.smp}')
         for k in self.DEVICE_STATE:
             if hasattr(src, k):
-                setattr(self, k, getattr(src, k))
+                v = getattr(src, k)
+                # the two harnesses' counters must not be one object
+                setattr(self, k, v.copy() if isinstance(v, (list, dict)) else v)
         return self
 
     def _check_alive(self, what):
@@ -1014,18 +1069,29 @@ class StallHarness:
 
     # -- the vCPU (boot-sector guest) ---------------------------------------------
 
+    def _mailbox(self, cpu):
+        if not 0 <= cpu < self.smp:
+            raise ValueError(f'cpu {cpu}: the guest has {self.smp} vCPU')
+        return Mailbox.addr(cpu)
+
+    def mailbox_readl(self, field, cpu=0, timeout=None):
+        """A u32 of CPU's mailbox (e.g. Mailbox.OUTS), read through qtest
+        with a bounded wait (a blocked main loop also blocks the read)."""
+        a = self._mailbox(cpu) + field
+        return int(self.qt.cmd(f'readl 0x{a:x}', timeout=timeout), 0)
+
     def guest_post(self, port, value=0, count=1, intaddr=0, intmask=0,
-                   waitlim=400_000_000, gap=0):
-        """Post a request: COUNT x `outb VALUE, PORT` from the vCPU (after
+                   waitlim=400_000_000, gap=0, cpu=0):
+        """Post a request: COUNT x `outb VALUE, PORT` from vCPU CPU (after
         each, poll INTADDR for INTMASK if INTADDR, then spin GAP TSC ticks).
-        Returns a handle for guest_wait().  The vCPU picks it up within
-        about 1 ms."""
+        Returns a handle for guest_wait().  The BSP picks it up within
+        about 1 ms, an AP (polling) at once."""
         if count > Mailbox.MAX_SAMPLES:
             raise ValueError('count too large')
-        mb = Mailbox.ADDR
+        mb = self._mailbox(cpu)
         qt = self.qt
-        if qt.readl(mb + Mailbox.ACK) != self.seq:
-            raise HarnessError('guest busy with an earlier request')
+        if qt.readl(mb + Mailbox.ACK) != self.seqs[cpu]:
+            raise HarnessError(f'guest CPU {cpu} busy with an earlier request')
         qt.writel(mb + Mailbox.COUNT, count)
         qt.writel(mb + Mailbox.PORT, port)
         qt.writel(mb + Mailbox.VALUE, value)
@@ -1033,29 +1099,37 @@ class StallHarness:
         qt.writel(mb + Mailbox.INTMASK, intmask)
         qt.writel(mb + Mailbox.WAITLIM, waitlim)
         qt.writel(mb + Mailbox.GAP, gap)
-        self.seq += 1
+        self.seqs[cpu] += 1
+        seq = self.seqs[cpu]
         t = time.monotonic()
-        qt.writel(mb + Mailbox.SEQ, self.seq)
-        return {'seq': self.seq, 't_post': t, 'count': count, 'port': port}
+        qt.writel(mb + Mailbox.SEQ, seq)
+        return {'seq': seq, 't_post': t, 'count': count, 'port': port, 'cpu': cpu}
 
     def guest_busy(self, op):
         """True once the vCPU has started OP (reads the mailbox via qtest,
         so this blocks while the main loop is blocked)."""
-        return self.qt.readl(Mailbox.ADDR + Mailbox.BUSY) == op['seq']
+        mb = self._mailbox(op.get('cpu', 0))
+        return self.qt.readl(mb + Mailbox.BUSY) == op['seq']
 
-    def guest_wait(self, op, timeout=None, samples=True):
+    def guest_wait(self, op, timeout=None, samples=True, cpu=None):
         """Wait (bounded) for OP to finish; returns its results: tsc0/tsc1,
-        last (ticks of the last write), timeouts, samples (ticks)."""
+        last (ticks of the last write), timeouts, outs (writes that
+        returned), samples (ticks).  CPU: the vCPU OP was posted to
+        (default: the one guest_post() recorded in OP)."""
+        cpu = op.get('cpu', 0) if cpu is None else cpu
+        if cpu != op.get('cpu', 0):
+            raise ValueError(f'request {op["seq"]} was posted to CPU '
+                             f'{op.get("cpu", 0)}, not {cpu}')
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        mb = Mailbox.ADDR
+        mb = self._mailbox(cpu)
         qt = self.qt
         while True:
             self._check_alive('while the guest works')
             left = deadline - time.monotonic()
             if left <= 0:
-                raise HarnessError(f'guest request {op["seq"]} (port {op["port"]:#x}) '
-                                   f'not done after {timeout} s')
+                raise HarnessError(f'guest request {op["seq"]} (port {op["port"]:#x}, '
+                                   f'CPU {cpu}) not done after {timeout} s')
             # a blocked main loop also blocks this read: bound it
             ack = int(qt.cmd(f'readl 0x{mb + Mailbox.ACK:x}', timeout=max(left, 1)), 0)
             if ack == op['seq']:
@@ -1064,48 +1138,62 @@ class StallHarness:
         t_seen = time.monotonic()
         raw = qt.read(mb, Mailbox.SIZE)
         tsc0, tsc1, last = struct.unpack_from('<QQQ', raw, Mailbox.TSC0)
-        res = dict(op, t_seen=t_seen, tsc0=tsc0, tsc1=tsc1, last=last,
+        outs, sbase = struct.unpack_from('<II', raw, Mailbox.OUTS)
+        res = dict(op, t_seen=t_seen, tsc0=tsc0, tsc1=tsc1, last=last, outs=outs,
                    timeouts=struct.unpack_from('<I', raw, Mailbox.TIMEOUTS)[0])
         if samples and op['count']:
-            data = qt.read(Mailbox.SAMPLES, 4 * op['count'])
+            data = qt.read(sbase, 4 * op['count'])
             res['samples'] = list(struct.unpack(f'<{op["count"]}I', data))
         return res
 
     def guest_run(self, *args, timeout=None, **kw):
         return self.guest_wait(self.guest_post(*args, **kw), timeout=timeout)
 
-    def _tsc_point(self):
-        op = self.guest_post(0x80, count=0)    # no write: timestamps only
+    def _tsc_point(self, cpu=0):
+        op = self.guest_post(0x80, count=0, cpu=cpu)    # no write: timestamps only
         res = self.guest_wait(op, timeout=10, samples=False)
         return (res['tsc0'], op['t_post'], res['t_seen'])
 
-    def calibrate_tsc(self, min_span=1.0):
-        """Guest TSC frequency from two timestamps MIN_SPAN seconds apart or
-        more (the first one taken at start()).  Error: ~1 ms / span."""
-        first = self.tsc_points[0]
+    def calibrate_tsc(self, min_span=1.0, cpu=0):
+        """Guest TSC frequency from two timestamps of vCPU CPU MIN_SPAN
+        seconds apart or more (the first one taken at start()).  Error:
+        ~1 ms / span.  QEMU gives all vCPUs one TSC (TCG: the virtual
+        clock, an INIT zeroes the offset; KVM: synchronized at creation),
+        so CPU 0's calibration serves the others; CPU=K maps K's own."""
+        points = self.tsc_points if cpu == 0 else self._ap_tsc_points[cpu]
+        first = points[0]
         wait = first[1] + min_span - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        p = self._tsc_point()
-        self.tsc_points.append(p)
+        p = self._tsc_point(cpu)
+        points.append(p)
         # The guest reads its TSC between t_post and t_seen; take t_post
-        # (+ a half tick of the 1 kHz PIT the idle guest wakes up with).
+        # (+ a half tick of the 1 kHz PIT the idle BSP wakes up with; an
+        # AP polls, it starts at once).
         self.tsc_hz = (p[0] - first[0]) / (p[1] - first[1])
-        self._tsc_ref = (p[0], p[1] + 0.0005)
-        self.log(f'guest TSC {self.tsc_hz / 1e6:.1f} MHz')
+        ref = (p[0], p[1] + (0.0005 if cpu == 0 else 0))
+        if cpu == 0:
+            self._tsc_ref = ref
+        else:
+            self._ap_tsc_refs[cpu] = ref
+        self.log(f'guest TSC {self.tsc_hz / 1e6:.1f} MHz (CPU {cpu})')
         return self.tsc_hz
 
     def ticks_to_ms(self, ticks):
         return ticks * 1e3 / self.tsc_hz
 
-    def tsc_to_mono(self, tsc):
-        """Guest TSC value -> host time.monotonic() (after calibrate_tsc)."""
-        ref_tsc, ref_t = self._tsc_ref
+    def tsc_to_mono(self, tsc, cpu=0):
+        """Guest TSC value of vCPU CPU -> host time.monotonic() (after
+        calibrate_tsc(); CPU 0's mapping unless CPU's own was made)."""
+        ref_tsc, ref_t = self._ap_tsc_refs[cpu] if cpu in self._ap_tsc_refs \
+            else self._tsc_ref
         return ref_t + (tsc - ref_tsc) / self.tsc_hz
 
-    def op_window(self, res):
-        """(start, end) of a finished request in host monotonic seconds."""
-        return self.tsc_to_mono(res['tsc0']), self.tsc_to_mono(res['tsc1'])
+    def op_window(self, res, cpu=None):
+        """(start, end) of a finished request in host monotonic seconds
+        (CPU: the vCPU that ran it, default the one recorded in RES)."""
+        cpu = res.get('cpu', 0) if cpu is None else cpu
+        return self.tsc_to_mono(res['tsc0'], cpu), self.tsc_to_mono(res['tsc1'], cpu)
 
     # -- measurements -----------------------------------------------------------
 
