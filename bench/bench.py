@@ -133,6 +133,84 @@ def run_binary(name, path, args, outdir):
     return res
 
 
+# Management commands issued while the vCPU is held in a synchronous
+# QXL_IO_UPDATE_AREA behind the frozen client (issue 11): what they cost the
+# rest of QEMU.  Each runs in a QEMU of its own; the command goes to the
+# control monitor while the probe measures query-status on the other one.
+MGMT_COMMANDS = (
+    ('stop', 'stop', None, 'cont'),
+    ('migrate', 'migrate', {'uri': 'exec:cat >/dev/null'}, 'migrate_cancel'),
+    ('info registers', 'human-monitor-command',
+     {'command-line': 'info registers'}, None),
+)
+
+
+def run_mgmt(name, path, args, outdir, label, cmd, cmd_args, undo):
+    """One QEMU: freeze, fill, the vCPU's sync UPDATE_AREA; LEAD s later
+    CMD on the control monitor; thaw HOLD s after the write.  Returns the
+    probe's figures over the whole window, how long CMD took and whether
+    it returned before the thaw."""
+    res = {'command': label}
+    workdir = os.path.join(outdir, f'{name}-mgmt-{label.replace(" ", "-")}')
+    os.makedirs(workdir, exist_ok=True)
+    h = stall.StallHarness(path, workdir=workdir, name=name,
+                           log=lambda m: log(f'[{name} {label}] {m}'))
+    lead, hold = 2.0, args.hold_seconds
+    try:
+        h.start(boot_image=args.boot_image)
+        h.setup_device()
+        h.prepare_draws()
+        h.start_client()
+        h.freeze_client()
+        h.fill_ring()
+        h.set_update_area()
+        probe = h.start_probe(lead + hold + 4.0)
+        op = h.guest_post(h.io_base + stall.QXL_IO_UPDATE_AREA)
+        time.sleep(lead)
+        t_thaw = time.monotonic() + hold - lead
+        t0 = time.monotonic()
+        done = {}
+
+        def issue():
+            try:
+                h.qmp.execute(cmd, cmd_args, timeout=120)
+                done['t'] = time.monotonic()
+            except Exception as e:   # noqa: BLE001 - reported, not raised
+                done['error'] = f'{type(e).__name__}: {e}'
+        import threading
+        th = threading.Thread(target=issue, daemon=True)
+        th.start()
+        while time.monotonic() < t_thaw and th.is_alive():
+            th.join(0.05)
+        if time.monotonic() < t_thaw:
+            time.sleep(t_thaw - time.monotonic())
+        h.thaw_client()
+        thaw_at = time.monotonic()
+        th.join(120)
+        probe.join(lead + hold + 120)
+        if probe.is_alive():
+            probe.stop()
+        if undo:
+            try:
+                h.qmp.execute(undo, timeout=120)
+            except Exception:   # noqa: BLE001 - cont after a finished stop etc.
+                pass
+        h.guest_wait(op, timeout=120)
+        res['qmp'] = probe.result()
+        res['command_ms'] = round((done['t'] - t0) * 1e3, 2) if 't' in done else None
+        res['returned_before_thaw'] = 't' in done and done['t'] < thaw_at
+        if 'error' in done:
+            res['error'] = done['error']
+        res['ok'] = 't' in done
+    except Exception as e:
+        res['error'] = f'{type(e).__name__}: {e}'
+        log(f'[{name} {label}] FAILED: {res["error"]}')
+        traceback.print_exc()
+    finally:
+        h.close()
+    return res
+
+
 def ratio(a, b):
     if a is None or b is None or b == 0:
         return None
@@ -233,6 +311,29 @@ def tables(results):
                          f"{fmt_ms(q.get('p99_ms'))} | {fmt_ms(q.get('max_ms'))} | {sw} | "
                          f"{during} | {longest} |")
     lines.append('')
+    if any(r.get('mgmt') for r in b.values()):
+        lines.append(f"Management commands while the vCPU is held in a synchronous "
+                     f"UPDATE_AREA behind the frozen client (command 2 s after the write, "
+                     f"client thawed {results.get('hold_s', 0):g} s after it); QMP "
+                     f"query-status every 10 ms on the other monitor:")
+        lines.append('')
+        lines.append('| QEMU | command | returned after, ms | before the thaw | '
+                     'QMP p50 ms | p99 ms | max ms |')
+        lines.append('|---|---|---:|---|---:|---:|---:|')
+        for name, r in b.items():
+            for label, m in (r.get('mgmt') or {}).items():
+                q = m.get('qmp') or {}
+                lines.append(f"| {name} | {label} | {fmt_ms(m.get('command_ms'))} | "
+                             f"{'yes' if m.get('returned_before_thaw') else 'no'} | "
+                             f"{fmt_ms(q.get('p50_ms'))} | {fmt_ms(q.get('p99_ms'))} | "
+                             f"{fmt_ms(q.get('max_ms'))} |")
+        up, pa = b.get('upstream', {}).get('mgmt') or {}, b.get('patched', {}).get('mgmt') or {}
+        rows = [f"{k} {fmt_x(ratio((pa[k].get('qmp') or {}).get('max_ms'), (up[k].get('qmp') or {}).get('max_ms')))}"
+                for k in pa if k in up]
+        if rows:
+            lines.append('')
+            lines.append('QMP max, patched / upstream: ' + ', '.join(rows) + '.')
+        lines.append('')
     c = results['comparison']
     lines.append('| ratio | p50 | p99 | max |')
     lines.append('|---|---:|---:|---:|')
@@ -299,6 +400,12 @@ def main(argv):
                     help='port writes per round (default 200)')
     ap.add_argument('--rounds', type=int, default=5,
                     help='alternating no-op/async rounds (default 5)')
+    ap.add_argument('--hold-seconds', type=float,
+                    default=float(os.environ.get('BENCH_HOLD_SECONDS', 8)),
+                    help='management rows: thaw the client this long after the '
+                         'sync write (default 8)')
+    ap.add_argument('--no-mgmt', action='store_true',
+                    help='skip the management-command rows')
     ap.add_argument('--out', default=os.path.join(TOP, 'build', 'bench'))
     args = ap.parse_args(argv)
     stall.install_signal_handlers()
@@ -311,6 +418,7 @@ def main(argv):
         'host': host_info(accel), 'seconds': args.seconds,
         'idle_seconds': args.idle_seconds, 'lead_s': 2.0,
         'port_writes_per_round': args.port_writes, 'rounds': args.rounds,
+        'hold_s': args.hold_seconds,
         'binaries': {},
     }
     ran = failed = 0
@@ -326,6 +434,13 @@ def main(argv):
             continue
         log(f'[{name}] {path}')
         r = run_binary(name, path, args, args.out)
+        if not args.no_mgmt:
+            r['mgmt'] = {}
+            for label, cmd, cmd_args, undo in MGMT_COMMANDS:
+                log(f'[{name}] {label} while the vCPU is held')
+                m = run_mgmt(name, path, args, args.out, label, cmd, cmd_args, undo)
+                r['mgmt'][label] = m
+                failed += not m.get('ok')
         results['binaries'][name] = r
         ran += 1
         failed += not r['ok']

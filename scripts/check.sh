@@ -137,6 +137,11 @@ if [ -x tests/guest/migrate.sh ]; then
     run_tap guest-migrate tests/guest/migrate.sh "$qemu" "$([ $long = 1 ] && echo 10 || echo 2)"
 fi
 [ -x tests/stall/run.sh ] && run_tap stall tests/stall/run.sh "$qemu"
+# The same with several vCPUs: one held in a synchronous port while the
+# others use the device, and management commands meanwhile.
+[ -f tests/stall/smp_selftest.py ] &&
+    run_tap stall-smp-guest "$PYTHON" tests/stall/smp_selftest.py "$qemu"
+[ -x tests/stall/smp.sh ] && run_tap stall-smp tests/stall/smp.sh "$qemu"
 # The fault matrix: sync and async UPDATE_AREA held in flight by a frozen
 # SPICE client while reset, stop/cont, migration, client disconnect or
 # resume, or quit hit it.

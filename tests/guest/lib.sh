@@ -61,7 +61,7 @@ guest_start() {
     GUEST_ACCEL_USED=$(guest_accel)
     : >"$GUEST_SERIAL"
     GUEST_CMD=("$qemu" -nodefaults -machine pc -accel "$GUEST_ACCEL_USED"
-        -m "${GUEST_MEM:-256}" -smp 1 -no-reboot
+        -m "${GUEST_MEM:-256}" -smp "${GUEST_SMP:-2}" -no-reboot
         -kernel "$image/vmlinuz" -initrd "$image/initramfs.cpio.gz"
         -append "$(cat "$image/cmdline") $append"
         -vga qxl -display none
