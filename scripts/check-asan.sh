@@ -82,6 +82,18 @@ for input in tests/fuzz/regressions/*; do
     fi
 done
 
+# A real vCPU held in the port of a secondary qxl that is unplugged
+# meanwhile (tests/stall/smp_tests.py, case unplug), on this build.
+smp_log=build/check-asan-unplug.log
+if STALL_TEST_DIR=build/stall-tests/smp-asan ASAN_OPTIONS=detect_leaks=0 \
+        timeout 600 "$PYTHON" tests/stall/smp_tests.py build/asan/qemu-system-x86_64 \
+        unplug >"$smp_log" 2>&1; then
+    report ok "unplug while a vCPU is held in the device's port, ASan/UBSan build"
+else
+    report fail "unplug while a vCPU is held in the device's port, ASan/UBSan build (log $smp_log)"
+    grep -E '^(not ok|# )' "$smp_log" | head -20 | sed 's/^/# /'
+fi
+
 if [ $rc -eq 0 ]; then
     report ok "qxl-async-test under ASan/UBSan exits 0"
 else

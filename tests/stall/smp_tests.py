@@ -33,6 +33,13 @@ qxl-async.rst, "Held vCPUs"), checked by order, never by duration:
               return at once, or, during the reset, are held over and carried
               out after it (the device lets the vCPUs go in the order the
               writes came: trace cpu_release).
+  12 unplug   -smp 2, a secondary qxl: vCPU 0 held in its UPDATE_AREA;
+              device_del is answered, the slot is ejected (ACPI PCI
+              hotplug, through qtest), DEVICE_DELETED comes, vCPU 0 is let
+              go once and runs on; no sanitizer report (run it on the ASan
+              build: make check-asan does).  Removing the spice-server
+              instance waits for its worker (spice-server's own flush), so
+              the eject is over only after the thaw.
   11 mgmt     -smp 2, vCPU 0 held: query-cpus-fast, "info registers",
               stop, cont, migrate and migrate_cancel, system_reset, each
               answered while the client is still frozen and vCPU 0 still
@@ -398,6 +405,88 @@ def case_mgmt(c, s):
     s.thaw()
 
 
+# ---------------------------------------------------------------------------
+# Case 12
+
+SECONDARY_SLOT = 6
+ACPI_PCIHP_EJ = 0xae08      # PIIX4 ACPI PCI hotplug: eject slots (bitmap)
+
+
+class SecondaryHarness(stall.StallHarness):
+    """The harness, driving the secondary qxl (PCI slot SECONDARY_SLOT)."""
+
+    def find_qxl(self):
+        v = self.pci_cfg_readl(SECONDARY_SLOT, 0)
+        if v != (stall.QXL_DEVICE_ID_STABLE << 16 | stall.REDHAT_PCI_VENDOR_ID):
+            raise HarnessError(f'no qxl at 00:{SECONDARY_SLOT:02x}.0')
+        return SECONDARY_SLOT
+
+
+def case_unplug(c, s):
+    """device_del of the secondary qxl while vCPU 0 is held in its port."""
+    s.log('secondary qxl')
+    s.h = h = SecondaryHarness(
+        s.qemu, workdir=s.workdir, name=s.name, log=s.log, timeout=TIMEOUT,
+        memory_mb=st.MEMORY_MB, smp=s.smp,
+        extra_args=TRACE + ['-device', f'qxl,id=qxl1,addr={SECONDARY_SLOT:#x}'])
+    h.start()
+    h.setup_device()
+    h.prepare_draws(n_bitmaps=8)
+    h.start_client()
+    h.freeze_client()
+    h.fill_ring(stall_after=1.5, timeout=TIMEOUT)
+    h.last_draw_to_fill(*FILL_RECT, FILL_COLOR)
+    h.set_update_area()
+    s.q2 = AsyncQmp(qmp=h.qmp, tag='ctl-')
+    q = s.q2
+    op = s.post(0, PORTS['UPDATE_AREA'])
+    held = s.held(op)
+    q.run('device_del', {'id': 'qxl1'}, timeout=BOUND)
+    c.check('request', held and s.held(op) and s.thaw_order is None,
+            f'vCPU 0 held in the secondary\'s UPDATE_AREA: {held}; device_del answered '
+            f'with the client frozen; vCPU 0 still held: {s.held(op)}')
+    # The guest's part of the unplug: eject the slot (ACPI PCI hotplug),
+    # written through qtest.  Removing the device's spice-server instance
+    # waits for its worker, which spice-server's flush keeps busy until the
+    # client reads again: the write returns after the thaw.
+    import threading
+    ej = {}
+
+    def eject():
+        try:
+            h.qt.outl(ACPI_PCIHP_EJ, 1 << SECONDARY_SLOT)
+            ej['t'] = time.monotonic()
+        except Exception as e:   # noqa: BLE001 - reported below
+            ej['error'] = f'{type(e).__name__}: {e}'
+    th = threading.Thread(target=eject, daemon=True)
+    th.start()
+    th.join(2.0)
+    diag('eject ' + ('done before the thaw' if 't' in ej else
+                     'still under way 2 s later: unplug waits for the spice worker '
+                     '(spice-server\'s own flush), with the main loop'))
+    s.thaw()
+    th.join(TIMEOUT)
+    q.wait(lambda: q.event('DEVICE_DELETED') is not None, TIMEOUT)
+    r = h.guest_wait(op, timeout=TIMEOUT)
+    rel = s.released()
+    c.check('deleted', 't' in ej and q.event('DEVICE_DELETED') is not None
+            and r['outs'] == 1 and rel.count(0) == 1,
+            f'eject {"done" if "t" in ej else ej.get("error", "not done")}; DEVICE_DELETED '
+            f'{"seen" if q.event("DEVICE_DELETED") else "missing"}; vCPU 0\'s write returned '
+            f'once ({r["outs"]}), released {rel.count(0)} time(s)')
+    r = h.guest_run(0x80, cpu=0, timeout=TIMEOUT)
+    r1 = h.guest_run(0x80, cpu=1, timeout=TIMEOUT)
+    stq = q.run('query-status')
+    text = s.read_log(h)
+    bad = [l for l in text.splitlines()
+           if 'AddressSanitizer' in l or 'runtime error' in l or 'Assertion' in l
+           or 'Blocked re-entrant' in l]
+    c.check('alive', r['outs'] == 1 and r1['outs'] == 1 and stq.get('status') == 'running'
+            and not bad,
+            f'both vCPUs run new requests; status {stq.get("status")}; '
+            f'sanitizer/assertion lines: {bad[:3]}')
+
+
 CASES = [
     ('io', 2, case_io, [
         ('irq', 'vCPU 1\'s UPDATE_IRQ raises the interrupt line while vCPU 0 is held'),
@@ -426,6 +515,10 @@ CASES.append(('mgmt', 2, case_mgmt, [
     ('stopcont', 'stop and cont complete while it is held; vCPU 1 runs; vCPU 0 stays held'),
     ('migrate', 'a migration does not switch over while it is held; migrate_cancel works'),
     ('reset', 'system_reset lets the held vCPU go: the guest reboots before the thaw')]))
+CASES.append(('unplug', 2, case_unplug, [
+    ('request', 'device_del of the secondary qxl while vCPU 0 is held in its port'),
+    ('deleted', 'the device goes; vCPU 0 is let go exactly once'),
+    ('alive', 'QEMU runs, every vCPU runs; no sanitizer report, no assertion')]))
 
 
 def main(argv):
