@@ -56,11 +56,14 @@ asan: base build/tree/.git
 check-asan: deps base
 	$(S)/check-asan.sh
 
-# make fuzz [FUZZ_TIME=seconds] [FUZZ_TARGETS="qxl-vga qxl"]
+# make fuzz [FUZZ_TIME=seconds] [FUZZ_TARGETS="qxl-vga qxl"] [FUZZ_JOBS=n]
+# (FUZZ_JOBS: fuzzer processes per target, sharing its corpus; default:
+# the CPUs divided among the targets)
 FUZZ_TIME ?= 600
 FUZZ_TARGETS ?= qxl-vga
+FUZZ_JOBS ?=
 fuzz: deps base
-	$(S)/fuzz.sh $(FUZZ_TIME) $(FUZZ_TARGETS)
+	FUZZ_JOBS="$(FUZZ_JOBS)" $(S)/fuzz.sh $(FUZZ_TIME) $(FUZZ_TARGETS)
 
 fuzz-coverage: deps base
 	$(S)/fuzz.sh --coverage $(FUZZ_TARGETS)

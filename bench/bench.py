@@ -87,6 +87,61 @@ def qemu_version(path):
         return ''
 
 
+def _cpu_ticks(path):
+    try:
+        f = open(path).read().rsplit(')', 1)[1].split()
+        return int(f[11]) + int(f[12])       # utime + stime
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _worker_tid(pid):
+    """The spice-server worker thread of QEMU PID (by its name)."""
+    for tid in os.listdir(f'/proc/{pid}/task'):
+        try:
+            comm = open(f'/proc/{pid}/task/{tid}/comm').read().strip()
+        except OSError:
+            continue
+        if 'spice' in comm.lower() or 'worker' in comm.lower():
+            return tid
+    return None
+
+
+def draw_throughput(h, n):
+    """With the client reading: push N draws (QXL_DRAW_COPY of 256x256
+    bitmaps, through qtest) and wait until the worker took them all.  QEMU's
+    CPU time and the spice worker thread's, per 1000 draws: what checking,
+    copying, parsing, rendering and sending a draw costs."""
+    hz = os.sysconf('SC_CLK_TCK')
+    pid = h.proc.pid
+    tid = _worker_tid(pid)
+    _, cons0 = h.ring_state()
+    p0 = _cpu_ticks(f'/proc/{pid}/stat')
+    w0 = _cpu_ticks(f'/proc/{pid}/task/{tid}/stat') if tid else None
+    t0 = time.monotonic()
+    pushed = 0
+    deadline = t0 + 300
+    while True:
+        if pushed < n:
+            pushed += h.push_draws(min(32, n - pushed))
+        prod, cons = h.ring_state()
+        if pushed >= n and (cons - cons0) % 2**32 >= n:
+            break
+        if time.monotonic() > deadline:
+            raise stall.HarnessError(f'draws not taken: {(cons - cons0) % 2**32} of {n}')
+        time.sleep(0.001)
+    dt = time.monotonic() - t0
+    p1 = _cpu_ticks(f'/proc/{pid}/stat')
+    w1 = _cpu_ticks(f'/proc/{pid}/task/{tid}/stat') if tid else None
+    res = {'draws': n, 'seconds': round(dt, 3), 'draws_per_s': round(n / dt, 1),
+           'qemu_cpu_ms_per_1000': round((p1 - p0) * 1e3 / hz * 1000 / n, 1)
+           if p0 is not None and p1 is not None else None,
+           'worker_cpu_ms_per_1000': round((w1 - w0) * 1e3 / hz * 1000 / n, 1)
+           if w0 is not None and w1 is not None else None,
+           'worker_thread': tid is not None}
+    return res
+
+
 def run_binary(name, path, args, outdir):
     """All phases against one binary; returns its result dict."""
     res = {'path': path, 'version': qemu_version(path), 'ok': False,
@@ -99,10 +154,13 @@ def run_binary(name, path, args, outdir):
     try:
         h.start(boot_image=args.boot_image)
         h.setup_device()
-        h.prepare_draws()
+        h.prepare_draws(max_draws=args.draws + 2048)
         h.start_client()
         h.calibrate_tsc()
         res['tsc_mhz'] = h.tsc_hz / 1e6
+        if args.draws:
+            log(f'[{name}] drawing: {args.draws} draws with the client reading')
+            res['draw'] = draw_throughput(h, args.draws)
         log(f'[{name}] port writes: {args.rounds} x {args.port_writes} '
             'no-op / async')
         res['port_writes'] = h.port_write_latency(args.port_writes, args.rounds)
@@ -334,6 +392,26 @@ def tables(results):
             lines.append('')
             lines.append('QMP max, patched / upstream: ' + ', '.join(rows) + '.')
         lines.append('')
+    if any(r.get('draw') for r in b.values()):
+        lines.append('Drawing with a SPICE client reading: QXL_DRAW_COPY of 256x256 '
+                     'bitmaps pushed through qtest until the worker took them all.')
+        lines.append('')
+        lines.append('| QEMU | draws | draws/s | QEMU CPU ms per 1000 | '
+                     'spice worker CPU ms per 1000 |')
+        lines.append('|---|---:|---:|---:|---:|')
+        for name, r in b.items():
+            d = r.get('draw')
+            if d:
+                lines.append(f"| {name} | {d['draws']} | {d['draws_per_s']} | "
+                             f"{d['qemu_cpu_ms_per_1000']} | {d['worker_cpu_ms_per_1000']} |")
+        up, pa = b.get('upstream', {}).get('draw'), b.get('patched', {}).get('draw')
+        if up and pa:
+            lines.append('')
+            lines.append('Patched / upstream: draws/s '
+                         f"{fmt_x(ratio(pa['draws_per_s'], up['draws_per_s']))}, "
+                         'worker CPU per draw '
+                         f"{fmt_x(ratio(pa['worker_cpu_ms_per_1000'], up['worker_cpu_ms_per_1000']))}.")
+        lines.append('')
     c = results['comparison']
     lines.append('| ratio | p50 | p99 | max |')
     lines.append('|---|---:|---:|---:|')
@@ -404,6 +482,10 @@ def main(argv):
                     default=float(os.environ.get('BENCH_HOLD_SECONDS', 8)),
                     help='management rows: thaw the client this long after the '
                          'sync write (default 8)')
+    ap.add_argument('--draws', type=int,
+                    default=int(os.environ.get('BENCH_DRAWS', 2000)),
+                    help='draws through the worker for the drawing row '
+                         '(default 2000, 0: none)')
     ap.add_argument('--no-mgmt', action='store_true',
                     help='skip the management-command rows')
     ap.add_argument('--out', default=os.path.join(TOP, 'build', 'bench'))

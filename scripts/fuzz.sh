@@ -5,12 +5,16 @@
 #   fuzz.sh --coverage [TARGET...]     edges reached in hw/display/qxl*.c
 #
 # TARGET is qxl-vga (one qxl-vga) or qxl (qxl-vga + a secondary qxl): the
-# generic-fuzz configurations the series adds.  Several targets run side by
-# side, each for SECONDS, one CPU each.  The corpus grows in
-# build/fuzz/corpus-TARGET (kept between runs, seeded from
+# generic-fuzz configurations the series adds.  Each target runs FUZZ_JOBS
+# fuzzer processes side by side (default: the number of CPUs divided by the
+# number of targets, at least 1), each for SECONDS, sharing the target's
+# corpus: the crashes that depend on timing between the fuzzer's writes and
+# the spice worker show up far sooner with several jobs than with one.  The
+# corpus grows in build/fuzz/corpus-TARGET (kept between runs, seeded from
 # tests/fuzz/qxl-seeds.c), crashes, leaks, sanitizer reports and hangs land
-# in build/fuzz/artifacts/, and every run appends a line to
-# build/fuzz/ledger (target, CPU seconds, executions, result).
+# in build/fuzz/artifacts/ (every death keeps its input, spice-server's
+# fatal errors included), and every job appends a line to build/fuzz/ledger
+# (target, CPU seconds, executions, result, job).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -72,12 +76,11 @@ seeds_for() {
 }
 
 run_one() {
-    local target=$1 seeds log rc=0
+    local target=$1 job=$2 seeds=$3 log rc=0
     local corpus=$out/corpus-$target
-    seeds=$(seeds_for "$target")
     mkdir -p "$corpus"
-    log=$out/fuzz-$target.log
-    step "fuzzing generic-fuzz-$target for $secs s (log: $log)"
+    log=$out/fuzz-$target-$job.log
+    step "fuzzing generic-fuzz-$target, job $job, for $secs s (log: $log)"
     # libFuzzer's own -timeout cannot see a hang here: its SIGALRM may go
     # to the spice worker thread.  Watch the main thread instead: while
     # fuzzing it is always running; if it used no CPU for a minute it is
@@ -86,7 +89,7 @@ run_one() {
     "$fuzzer" --fuzz-target="generic-fuzz-$target" "$corpus" "$seeds" \
         -max_total_time="$secs" -timeout=60 -rss_limit_mb=6144 \
         -max_len=16384 -print_final_stats=1 \
-        -artifact_prefix="$out/artifacts/$target-" >"$log" 2>&1 &
+        -artifact_prefix="$out/artifacts/$target-$job-" >"$log" 2>&1 &
     local pid=$! ticks=0 last=-1 idle=0 now hz
     hz=$(getconf CLK_TCK)
     while kill -0 "$pid" 2>/dev/null; do
@@ -104,7 +107,7 @@ run_one() {
             echo "fuzz.sh: main thread idle for 60 s: hang, aborting" >>"$log"
             command -v gdb >/dev/null &&
                 gdb -p "$pid" -batch -ex "thread apply all bt 15" \
-                    >"$out/artifacts/$target-hang-$(date +%s).bt" 2>&1
+                    >"$out/artifacts/$target-$job-hang-$(date +%s).bt" 2>&1
             kill -ABRT "$pid"
             break
         fi
@@ -122,10 +125,10 @@ run_one() {
     else
         result="FINDING rc=$rc $(grep -E -m1 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error|SUMMARY' "$log" || true)"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$target" \
-        "$cpu" "${execs:-0}" "$result" >>"$out/ledger"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$target" \
+        "$cpu" "${execs:-0}" "$result" "job $job/$jobs" >>"$out/ledger"
     grep -E '^#[0-9]+.*(DONE|pulse|NEW)' "$log" | tail -1 || true
-    echo "generic-fuzz-$target: $result (${execs:-?} executions)"
+    echo "generic-fuzz-$target job $job: $result (${execs:-?} executions)"
     [ "$rc" -eq 0 ]
 }
 
@@ -167,10 +170,15 @@ if [ "$mode" = coverage ]; then
     for t in "${targets[@]}"; do coverage_one "$t"; done
     exit 0
 fi
+jobs=${FUZZ_JOBS:-$(( $(nproc) / ${#targets[@]} ))}
+[ "$jobs" -ge 1 ] 2>/dev/null || jobs=1
 pids=()
 for t in "${targets[@]}"; do
-    run_one "$t" &
-    pids+=($!)
+    seeds=$(seeds_for "$t")
+    for j in $(seq 1 "$jobs"); do
+        run_one "$t" "$j" "$seeds" &
+        pids+=($!)
+    done
 done
 for p in "${pids[@]}"; do
     wait "$p" || fail=1

@@ -278,7 +278,7 @@ ok $? "the guest completed mode changes after the client was resumed ($((modes_a
 
 # 6. the guest's log
 errs=$(log "$GUEST_SERIAL" | grep -a -i -E \
-    'QXL-GUEST-ERROR|qxl.*(error|timeout|timed out|fail)|\[drm\].*(error|timeout)|\*ERROR\*|Oops|BUG:|WARNING: CPU|Kernel panic|Call Trace' | head -5)
+    'QXL-GUEST-ERROR|qxl.*(error|timeout|timed out|fail)|\[drm\].*(error|timeout)|\*ERROR\*|\bOops\b|BUG:|WARNING: CPU|Kernel panic|Call Trace' | head -5)
 [ -z "$errs" ]
 ok $? "serial log shows no qxl error, timeout, oops or BUG" "$errs"
 modes=$(log "$GUEST_SERIAL" | $PY -c '

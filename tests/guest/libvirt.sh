@@ -287,7 +287,7 @@ ok $? "spice listens where virsh domdisplay says: $uri" "$uri"
 
 # 9. logs
 errs=$(tr -d '\r' <"$rt/serial.log" | grep -a -i -E \
-    'QXL-GUEST-ERROR|qxl.*(error|timeout|timed out|fail)|\[drm\].*(error|timeout)|\*ERROR\*|Oops|BUG:|WARNING: CPU|Kernel panic|Call Trace' | head -5)
+    'QXL-GUEST-ERROR|qxl.*(error|timeout|timed out|fail)|\[drm\].*(error|timeout)|\*ERROR\*|\bOops\b|BUG:|WARNING: CPU|Kernel panic|Call Trace' | head -5)
 [ -z "$errs" ]
 ok $? "serial log shows no qxl error, timeout or kernel warning" "$errs"
 # QEMU's stderr lands in the domain log, timestamped (-msg timestamp=on):

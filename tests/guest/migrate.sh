@@ -286,7 +286,7 @@ done
 all=$run/serial-all.log
 for i in $(seq 0 "$count"); do log "$run/vm$i/serial.log"; done >"$all"
 errs=$(grep -a -i -E \
-    'QXL-GUEST-ERROR|qxl.*(error|timeout|timed out|fail)|\[drm\].*(error|timeout)|\*ERROR\*|Oops|BUG:|WARNING: CPU|Kernel panic|Call Trace' "$all" | head -5)
+    'QXL-GUEST-ERROR|qxl.*(error|timeout|timed out|fail)|\[drm\].*(error|timeout)|\*ERROR\*|\bOops\b|BUG:|WARNING: CPU|Kernel panic|Call Trace' "$all" | head -5)
 [ -z "$errs" ]
 ok $? "guest kernel log (all $((count + 1)) serial logs) shows no qxl error, timeout or kernel warning" "$errs"
 modes=$($PY - "$all" "$run"/vm*/serial.log <<'EOF'

@@ -193,7 +193,7 @@ ok $? "QEMU saw no qxl guest bug" "$(grep -a 'qxl_set_guest_bug' "$trace" | head
 
 # 8. logs
 errs=$(log | grep -a -i -E \
-    'QXL-GUEST-ERROR|qxl.*(error|timeout|timed out|fail)|\[drm\].*(error|timeout)|\*ERROR\*|Oops|BUG:|WARNING: CPU|Kernel panic|Call Trace' | head -5)
+    'QXL-GUEST-ERROR|qxl.*(error|timeout|timed out|fail)|\[drm\].*(error|timeout)|\*ERROR\*|\bOops\b|BUG:|WARNING: CPU|Kernel panic|Call Trace' | head -5)
 [ -z "$errs" ]
 ok $? "serial log shows no qxl error, timeout or kernel warning" "$errs"
 qerrs=$(grep -a -i -E 'qxl|guest bug|spice.*(error|critical)' "$run/qemu.stderr" | head -5)
