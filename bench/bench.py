@@ -22,8 +22,16 @@ targets (patched QMP p99 within 2x of idle, max under 100 ms, async port
 write within 1.2x of the no-op one) are shown, not asserted: the exit
 status is 0 when every scenario ran, 1 otherwise.
 
+Then, for each binary: drawing (BENCH_DRAWS draws through the worker with
+the client reading: draws/s and CPU time per 1000 draws, QEMU's and the
+spice worker's), and three management commands (stop, migrate, info
+registers) issued while the vCPU is held in a synchronous UPDATE_AREA
+behind the frozen client, each in a QEMU of its own (how long the command
+took, whether it returned before the thaw, QMP latency meanwhile).
+
 Environment: BENCH_SECONDS (default 40), BENCH_IDLE_SECONDS (20),
-BENCH_ACCEL (tcg|kvm, default: automatic).
+BENCH_DRAWS (4000), BENCH_HOLD_SECONDS (8: when the client is thawed in
+the management rows), BENCH_ACCEL (tcg|kvm, default: automatic).
 """
 
 import argparse
@@ -483,9 +491,9 @@ def main(argv):
                     help='management rows: thaw the client this long after the '
                          'sync write (default 8)')
     ap.add_argument('--draws', type=int,
-                    default=int(os.environ.get('BENCH_DRAWS', 2000)),
+                    default=int(os.environ.get('BENCH_DRAWS', 4000)),
                     help='draws through the worker for the drawing row '
-                         '(default 2000, 0: none)')
+                         '(default 4000, 0: none)')
     ap.add_argument('--no-mgmt', action='store_true',
                     help='skip the management-command rows')
     ap.add_argument('--out', default=os.path.join(TOP, 'build', 'bench'))
