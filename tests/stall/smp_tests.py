@@ -19,28 +19,22 @@ qxl-async.rst, "Held vCPUs"), checked by order, never by duration:
               1 too.  After the thaw both writes return, vCPU 0's first,
               with the fill rendered.  QEMU never says "Blocked re-entrant
               IO".
-  2-8 ports   -smp 2: vCPU 1 is held in QXL_IO_UPDATE_AREA (it keeps the
+  2-9 ports   -smp 2: vCPU 1 is held in QXL_IO_UPDATE_AREA (it keeps the
               worker busy); then vCPU 0 writes one synchronous port
               (UPDATE_AREA, DESTROY_SURFACE_WAIT, MEMSLOT_ADD,
-              DESTROY_ALL_SURFACES, DESTROY_PRIMARY, RESET) and is held
+              DESTROY_ALL_SURFACES, DESTROY_PRIMARY, RESET, CREATE_PRIMARY
+              after a DESTROY_PRIMARY_ASYNC through qtest) and is held
               behind it until the thaw, or NOTIFY_OOM, which does not wait
               for the worker and returns at once.  RESET ends vCPU 1's
               operation: vCPU 1 goes on before the thaw, vCPU 0 after.  The
               device lets the vCPUs go in the order of their writes (trace
               cpu_release); when they then run is the host's business.
-  9-10 smp4   -smp 4: the same for UPDATE_AREA and RESET, while vCPUs 2
+  10-11 smp4  -smp 4: the same for UPDATE_AREA and RESET, while vCPUs 2
               and 3 write QXL_IO_UPDATE_IRQ and QXL_IO_NOTIFY_CMD: they
               return at once, or, during the reset, are held over and carried
               out after it (the device lets the vCPUs go in the order the
               writes came: trace cpu_release).
-  12 unplug   -smp 2, a secondary qxl: vCPU 0 held in its UPDATE_AREA;
-              device_del is answered, the slot is ejected (ACPI PCI
-              hotplug, through qtest), DEVICE_DELETED comes, vCPU 0 is let
-              go once and runs on; no sanitizer report (run it on the ASan
-              build: make check-asan does).  Removing the spice-server
-              instance waits for its worker (spice-server's own flush), so
-              the eject is over only after the thaw.
-  11 mgmt     -smp 2, vCPU 0 held: query-cpus-fast, "info registers",
+  12 mgmt     -smp 2, vCPU 0 held: query-cpus-fast, "info registers",
               stop, cont, migrate and migrate_cancel, system_reset, each
               answered while the client is still frozen and vCPU 0 still
               held (its mailbox's `outs`, stored right after the OUT, still
@@ -48,6 +42,13 @@ qxl-async.rst, "Held vCPUs"), checked by order, never by duration:
               0 go (the guest reboots) before the thaw.  A QMP prober on
               the other monitor (query-status every 10 ms) runs throughout;
               its maximum is printed, not asserted (make bench has it).
+  13 unplug   -smp 2, a secondary qxl: vCPU 0 held in its UPDATE_AREA;
+              device_del is answered, the slot is ejected (ACPI PCI
+              hotplug, through qtest), DEVICE_DELETED comes, vCPU 0 is let
+              go once and runs on; no sanitizer report (run it on the ASan
+              build: make check-asan does).  Removing the spice-server
+              instance waits for its worker (spice-server's own flush), so
+              the eject is over only after the thaw.
 
 "Held" is proven, never assumed: the device traced the port write, the
 vCPU started the request (mailbox busy) and its `outs` is 0 when the
@@ -78,8 +79,9 @@ from stall_tests import (AsyncQmp, Case, Tap, diag, rect_is_fill,  # noqa: E402
 # the QXL I/O ports (spice-protocol's qxl_dev.h)
 PORTS = {
     'UPDATE_AREA': 2, 'UPDATE_IRQ': 3, 'NOTIFY_OOM': 4, 'RESET': 5,
-    'MEMSLOT_ADD': 8, 'DESTROY_PRIMARY': 13, 'DESTROY_SURFACE_WAIT': 14,
-    'DESTROY_ALL_SURFACES': 15, 'NOTIFY_CMD': 0,
+    'MEMSLOT_ADD': 8, 'CREATE_PRIMARY': 12, 'DESTROY_PRIMARY': 13,
+    'DESTROY_SURFACE_WAIT': 14, 'DESTROY_ALL_SURFACES': 15, 'NOTIFY_CMD': 0,
+    'DESTROY_PRIMARY_ASYNC': 19,
 }
 TRACE = st.TRACE + ['-trace', 'qxl_io_done', '-trace', 'qxl_defer_write',
                     '-trace', 'qxl_replay_write', '-trace', 'cpu_release']
@@ -256,6 +258,11 @@ def ports_case(port_name, waits=True, others=()):
             value = 1
         jam = s.post(1, PORTS['UPDATE_AREA'])
         jam_held = s.held(jam)
+        if port_name == 'CREATE_PRIMARY':
+            # the primary goes first, behind vCPU 1's operation (an
+            # asynchronous port through qtest returns at once); QXLRam
+            # still holds the creation request setup_device() wrote
+            h.qt.outb(h.io_base + PORTS['DESTROY_PRIMARY_ASYNC'], 0)
         op = s.post(0, port, value)
         if waits:
             ok0 = s.held(op)
@@ -312,7 +319,14 @@ def ports_case(port_name, waits=True, others=()):
                 and st_.get('status') == 'running',
                 f'after the thaw: every write returned once; {order}; '
                 f'status {st_.get("status")}; QEMU log clean: {s.clean()}')
-        if port_name in ('UPDATE_AREA', 'DESTROY_SURFACE_WAIT', 'MEMSLOT_ADD'):
+        if port_name == 'CREATE_PRIMARY':
+            # the primary is back: a sync UPDATE_AREA from vCPU 0 returns
+            r = h.guest_run(h.io_base + PORTS['UPDATE_AREA'], cpu=0, timeout=TIMEOUT)
+            bits = h.qt.readl(h.int_pending)
+            c.check('work', r['outs'] == 1 and not bits & stall.QXL_INTERRUPT_ERROR,
+                    f'vCPU 0\'s UPDATE_AREA on the new primary returned; '
+                    f'int_pending {bits:#x}')
+        elif port_name in ('UPDATE_AREA', 'DESTROY_SURFACE_WAIT', 'MEMSLOT_ADD'):
             rows = h.read_surface_rect(*FILL_RECT)
             c.check('work', rect_is_fill(rows), f'fill rect {fmt_rect(rows)}')
         else:
@@ -497,7 +511,8 @@ CASES = [
 ]
 for _p, _w in (('UPDATE_AREA', True), ('DESTROY_SURFACE_WAIT', True),
                ('MEMSLOT_ADD', True), ('DESTROY_ALL_SURFACES', True),
-               ('DESTROY_PRIMARY', True), ('RESET', True), ('NOTIFY_OOM', False)):
+               ('DESTROY_PRIMARY', True), ('RESET', True), ('NOTIFY_OOM', False),
+               ('CREATE_PRIMARY', True)):
     CASES.append((f'{_p.lower().replace("_", "-")}', 2, ports_case(_p, _w), [
         ('held', f'{_p} from vCPU 0 while vCPU 1 is held: '
                  + ('vCPU 0 is held too' if _w else 'it returns at once')),
