@@ -34,7 +34,11 @@ qxl-async.rst, "Held vCPUs"), checked by order, never by duration:
               return at once, or, during the reset, are held over and carried
               out after it (the device lets the vCPUs go in the order the
               writes came: trace cpu_release).
-  12 mgmt     -smp 2, vCPU 0 held: query-cpus-fast, "info registers",
+  12 replay-sync  -smp 2: vCPU 1 held in UPDATE_AREA, vCPU 0 writes RESET
+              (vCPU 1 let go), vCPU 1 then writes MEMSLOT_ADD: held over
+              the reset, carried out after it on vCPU 1's behalf, where the
+              operation it starts holds vCPU 1 again.
+  13 mgmt     -smp 2, vCPU 0 held: query-cpus-fast, "info registers",
               stop, cont, migrate and migrate_cancel, system_reset, each
               answered while the client is still frozen and vCPU 0 still
               held (its mailbox's `outs`, stored right after the OUT, still
@@ -42,7 +46,7 @@ qxl-async.rst, "Held vCPUs"), checked by order, never by duration:
               0 go (the guest reboots) before the thaw.  A QMP prober on
               the other monitor (query-status every 10 ms) runs throughout;
               its maximum is printed, not asserted (make bench has it).
-  13 unplug   -smp 2, a secondary qxl: vCPU 0 held in its UPDATE_AREA;
+  14 unplug   -smp 2, a secondary qxl: vCPU 0 held in its UPDATE_AREA;
               device_del is answered, the slot is ejected (ACPI PCI
               hotplug, through qtest), DEVICE_DELETED comes, vCPU 0 is let
               go once and runs on; no sanitizer report (run it on the ASan
@@ -422,6 +426,38 @@ def case_mgmt(c, s):
 # ---------------------------------------------------------------------------
 # Case 12
 
+
+def case_replay_sync(c, s):
+    """A synchronous port written during a guest reset: held over, carried
+    out when the reset ends, on behalf of its vCPU, which is held again by
+    the operation it starts (a vCPU held already is held once more)."""
+    h = s.start()
+    jam = s.post(1, PORTS['UPDATE_AREA'])
+    op = s.post(0, PORTS['RESET'])
+    let_go = s.returned(jam)
+    # the reset re-initialised QXLRam: the slot the guest will add
+    h.qt.write(h.ram + ram_off('mem_slot'),
+               bytes(stall.QXLMemSlot(h.bar0, h.bar0 + h.rom.ram_header_offset)))
+    add = s.post(1, PORTS['MEMSLOT_ADD'], h.slot_id, deferred=True)
+    c.check('held', let_go and s.held(op) and s.held(add) and s.thaw_order is None,
+            f'vCPU 1 let go by the reset: {let_go}; vCPU 0 held in RESET: {s.held(op)}; '
+            f'vCPU 1\'s MEMSLOT_ADD held over the reset: {s.held(add)}')
+    res = finish_writes(s, [op, add])
+    text = s.read_log(h)
+    replayed = len(re.findall(r'qxl_replay_write .*write=1', text))
+    bits = h.qt.readl(h.int_pending)
+    st_ = s.q.run('query-status')
+    c.check('replayed', all(r['outs'] == 1 for r in res) and replayed == 1
+            and not bits & stall.QXL_INTERRUPT_ERROR and st_.get('status') == 'running'
+            and s.clean(),
+            f'after the thaw: both writes returned once; {replayed} held-over write '
+            f'carried out; int_pending {bits:#x}; status {st_.get("status")}; '
+            f'released {s.released()}')
+
+
+# ---------------------------------------------------------------------------
+# Case 13
+
 SECONDARY_SLOT = 6
 ACPI_PCIHP_EJ = 0xae08      # PIIX4 ACPI PCI hotplug: eject slots (bitmap)
 
@@ -525,6 +561,10 @@ for _p, _o in (('UPDATE_AREA', 'write ports and go on'),
         ('held', f'-smp 4: {_p} from vCPU 0 held behind vCPU 1; vCPUs 2 and 3 {_o}'),
         ('thaw', 'after the thaw every write returned once, in order'),
         ('work', 'the work is done and the vCPUs run')]))
+CASES.append(('replay-sync', 2, case_replay_sync, [
+    ('held', 'a MEMSLOT_ADD during vCPU 0\'s RESET is held over, its vCPU held'),
+    ('replayed', 'when the reset ends it is carried out and holds its vCPU again; '
+                 'both writes return once, no guest bug')]))
 CASES.append(('mgmt', 2, case_mgmt, [
     ('query', 'query-cpus-fast and info registers answer while vCPU 0 is held'),
     ('stopcont', 'stop and cont complete while it is held; vCPU 1 runs; vCPU 0 stays held'),
