@@ -610,24 +610,10 @@ def main(argv):
          + f'; bound {BOUND} s; artifacts {outdir}')
     t_all = time.monotonic()
     for n, name, smp, fn, checks in selected:
-        c = Case(tap, n, name, checks)
         workdir = os.path.join(outdir, f'{n}-{name}')
         os.makedirs(workdir)
-        s = SmpScenario(qemu, workdir, name, smp)
-        t0 = time.monotonic()
-        err = None
-        try:
-            fn(c, s)
-        except Exception as e:   # the case's remaining checks fail
-            err = f'{type(e).__name__}: {e}'
-            s.log(traceback.format_exc())
-        finally:
-            s.close()
-        c.finish(err)
-        if err or not all(ok for ok, _ in c.done.values()):
-            diag(f'case {n}: error: {err}' if err else f'case {n} failed')
-            diag(f'logs in {workdir}')
-        diag(f'case {n} ({name}, -smp {smp}): {time.monotonic() - t0:.1f} s')
+        st.run_case(tap, n, name, checks, fn, SmpScenario(qemu, workdir, name, smp),
+                    workdir, f', -smp {smp}')
     diag(f'total {time.monotonic() - t_all:.1f} s')
     print(f'{tap.passed} passed, {tap.failed} failed', flush=True)
     return 1 if tap.failed else 0

@@ -600,6 +600,26 @@ CASES = [
 ]
 
 
+def run_case(tap, n, name, checks, fn, s, workdir, label=''):
+    """Run case N: FN(Case, S); an exception fails the checks not reached.
+    S (a Scenario) is closed afterwards."""
+    c = Case(tap, n, name, checks)
+    t0 = time.monotonic()
+    err = None
+    try:
+        fn(c, s)
+    except Exception as e:   # the case's remaining checks fail
+        err = f'{type(e).__name__}: {e}'
+        s.log(traceback.format_exc())
+    finally:
+        s.close()
+    c.finish(err)
+    if err or not all(ok for ok, _ in c.done.values()):
+        diag(f'case {n}: error: {err}' if err else f'case {n} failed')
+        diag(f'logs in {workdir}')
+    diag(f'case {n} ({name}{label}): {time.monotonic() - t0:.1f} s')
+
+
 def main(argv):
     import argparse
     ap = argparse.ArgumentParser(description=__doc__,
@@ -630,24 +650,9 @@ def main(argv):
     diag(f'{qemu}; accel {stall.choose_accel()}; bound {BOUND} s; artifacts {outdir}')
     t_all = time.monotonic()
     for n, name, fn, checks in selected:
-        c = Case(tap, n, name, checks)
         workdir = os.path.join(outdir, f'{n}-{name}')
         os.makedirs(workdir)
-        s = Scenario(qemu, workdir, name)
-        t0 = time.monotonic()
-        err = None
-        try:
-            fn(c, s)
-        except Exception as e:   # the case's remaining checks fail
-            err = f'{type(e).__name__}: {e}'
-            s.log(traceback.format_exc())
-        finally:
-            s.close()
-        c.finish(err)
-        if err or not all(ok for ok, _ in c.done.values()):
-            diag(f'case {n}: error: {err}' if err else f'case {n} failed')
-            diag(f'logs in {workdir}')
-        diag(f'case {n} ({name}): {time.monotonic() - t0:.1f} s')
+        run_case(tap, n, name, checks, fn, Scenario(qemu, workdir, name), workdir)
     diag(f'total {time.monotonic() - t_all:.1f} s')
     print(f'{tap.passed} passed, {tap.failed} failed', flush=True)
     return 1 if tap.failed else 0
