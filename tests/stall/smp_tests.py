@@ -19,16 +19,22 @@ qxl-async.rst, "Held vCPUs"), checked by order, never by duration:
               1 too.  After the thaw both writes return, vCPU 0's first,
               with the fill rendered.  QEMU never says "Blocked re-entrant
               IO".
-  2-9 ports   -smp 2: vCPU 1 is held in QXL_IO_UPDATE_AREA (it keeps the
-              worker busy); then vCPU 0 writes one synchronous port
-              (UPDATE_AREA, DESTROY_SURFACE_WAIT, MEMSLOT_ADD,
-              DESTROY_ALL_SURFACES, DESTROY_PRIMARY, RESET, CREATE_PRIMARY
-              after a DESTROY_PRIMARY_ASYNC through qtest) and is held
-              behind it until the thaw, or NOTIFY_OOM, which does not wait
-              for the worker and returns at once.  RESET ends vCPU 1's
-              operation: vCPU 1 goes on before the thaw, vCPU 0 after.  The
-              device lets the vCPUs go in the order of their writes (trace
-              cpu_release); when they then run is the host's business.
+  2-9 ports   vCPU 1 is held in QXL_IO_UPDATE_AREA (it keeps the worker
+              busy); then vCPU 0 writes one synchronous port (UPDATE_AREA,
+              DESTROY_SURFACE_WAIT, MEMSLOT_ADD, DESTROY_ALL_SURFACES,
+              DESTROY_PRIMARY, RESET, CREATE_PRIMARY after a
+              DESTROY_PRIMARY_ASYNC through qtest) and is held behind it
+              until the thaw, or NOTIFY_OOM, which does not wait for the
+              worker and returns at once.  While vCPU 0 is held in one of
+              the others but RESET (-smp 3), vCPU 2 writes UPDATE_IRQ,
+              NOTIFY_CMD and a VGA register, each with its effect, then a
+              synchronous port of its own (UPDATE_AREA, or CREATE_PRIMARY
+              after a destruction), which holds it too and is no guest bug.
+              RESET ends vCPU 1's operation: vCPU 1 goes on before the thaw,
+              vCPU 0 after (writes during a reset are held over: cases
+              11 and 12).  The device lets the vCPUs go in the order of
+              their writes (trace cpu_release); when they then run is the
+              host's business.
   10-11 smp4  -smp 4: the same for UPDATE_AREA and RESET, while vCPUs 2
               and 3 write QXL_IO_UPDATE_IRQ and QXL_IO_NOTIFY_CMD: they
               return at once, or, during the reset, are held over and carried
@@ -193,6 +199,43 @@ def finish_writes(s, ops):
     return [s.h.guest_wait(op, timeout=TIMEOUT) for op in ops]
 
 
+def other_vcpu_io(s, cpu, held, sync_port='UPDATE_AREA', sync_value=0):
+    """While the requests HELD are held, vCPU CPU writes QXL_IO_UPDATE_IRQ
+    (an event pending that the guest asked for), QXL_IO_NOTIFY_CMD, a VGA
+    register and the synchronous port SYNC_PORT.  Each must have its
+    effect: the interrupt line rises, the device traces the notification,
+    the register reads back, and SYNC_PORT holds CPU in turn.  Returns
+    (ok, diagnostics, SYNC_PORT's request)."""
+    h = s.h
+    qt = h.qt
+    qt.writel(h.ram + ram_off('int_mask'), 0)
+    qt.writel(h.int_pending, 0)
+    low = not s.irq_status()
+    qt.writel(h.ram + ram_off('int_mask'), stall.QXL_INTERRUPT_DISPLAY)
+    qt.writel(h.int_pending, stall.QXL_INTERRUPT_DISPLAY)
+    r1 = h.guest_run(h.io_base + PORTS['UPDATE_IRQ'], cpu=cpu, timeout=BOUND)
+    high = s.irq_status()
+    qt.writel(h.ram + ram_off('int_mask'), 0)
+    qt.writel(h.int_pending, 0)
+
+    n = s.writes(PORTS['NOTIFY_CMD'])
+    r2 = h.guest_run(h.io_base + PORTS['NOTIFY_CMD'], cpu=cpu, timeout=BOUND)
+    notified = s.writes(PORTS['NOTIFY_CMD']) == n + 1
+    qt.outb(VGA_SEQ_INDEX, 0)
+    r3 = h.guest_run(VGA_SEQ_INDEX, value=0x02, cpu=cpu, timeout=BOUND)
+    idx = s.vga_seq_index()
+    still = all(s.held(op) for op in held)
+
+    op = s.post(cpu, PORTS[sync_port], sync_value)
+    held_too = s.held(op)
+    ok = (low and high and notified and idx == 0x02 and still and held_too
+          and all(r['outs'] == 1 for r in (r1, r2, r3)))
+    return ok, (f'vCPU {cpu}: UPDATE_IRQ raised the line ({int(not low)} -> '
+                f'{int(high)}), NOTIFY_CMD traced: {notified}, VGA sequencer '
+                f'index {idx:#x} (wrote 0x02), each returned; the held vCPUs '
+                f'still held: {still}; its {sync_port} holds it too: {held_too}'), op
+
+
 # ---------------------------------------------------------------------------
 # Case 1
 
@@ -251,7 +294,7 @@ def case_io(c, s):
 # Cases 2-10: vCPU 0 writes a port behind vCPU 1's held UPDATE_AREA
 
 
-def ports_case(port_name, waits=True, others=()):
+def ports_case(port_name, waits=True, others=(), third=None):
     def case(c, s):
         h = s.start()
         port = PORTS[port_name]
@@ -294,11 +337,17 @@ def ports_case(port_name, waits=True, others=()):
             r = h.guest_run(h.io_base + PORTS[oport], cpu=cpu, timeout=BOUND)
             done_others.append(r['outs'] == 1)
             what += f'; vCPU {cpu}\'s {oport} returned: {r["outs"] == 1}'
+        third_ops = []
+        if third:
+            ok3, what3, op3 = other_vcpu_io(s, 2, [jam, op], *third)
+            done_others.append(ok3)
+            third_ops.append(op3)
+            what += '; ' + what3
         if port_name != 'RESET':
             jam_ok = jam_ok and s.held(jam)
         c.check('held', jam_held and ok0 and jam_ok and all(done_others)
                 and s.thaw_order is None and s.clean(), what)
-        res = finish_writes(s, [jam, op] + deferred)
+        res = finish_writes(s, [jam, op] + deferred + third_ops)
         rel = s.released()
         if port_name == 'RESET':
             # vCPU 1 went first (the reset ended its operation); the writes
@@ -312,13 +361,19 @@ def ports_case(port_name, waits=True, others=()):
             order = (f'the device let the vCPUs go in the order {rel} (want {want}); '
                      f'{replayed} held-over write(s) carried out after the reset')
         elif waits:
-            order_ok = rel[-2:] == [1, 0]
+            want = [1, 0] + [2] * len(third_ops)
+            order_ok = rel[-len(want):] == want
             order = (f'the device let the vCPUs go in the order {rel} '
-                     f'(want vCPU 1, then vCPU 0: the order of the writes)')
+                     f'(want {want}: the order of the writes)')
         else:
             order_ok = rel[-1:] == [1]
             order = f'vCPU 0 was never held; released: {rel}'
         st_ = s.q.run('query-status')
+        if third_ops:
+            # vCPU 2's port came after vCPU 0's: no guest bug either
+            bits = h.qt.readl(h.int_pending)
+            order_ok = order_ok and not bits & stall.QXL_INTERRUPT_ERROR
+            order += f'; int_pending {bits:#x}'
         c.check('thaw', all(r['outs'] == 1 for r in res) and order_ok and s.clean()
                 and st_.get('status') == 'running',
                 f'after the thaw: every write returned once; {order}; '
@@ -545,13 +600,21 @@ CASES = [
                    'nothing is refused'),
         ('thaw', 'after the thaw both writes return once, in order, the work done')]),
 ]
-for _p, _w in (('UPDATE_AREA', True), ('DESTROY_SURFACE_WAIT', True),
-               ('MEMSLOT_ADD', True), ('DESTROY_ALL_SURFACES', True),
-               ('DESTROY_PRIMARY', True), ('RESET', True), ('NOTIFY_OOM', False),
-               ('CREATE_PRIMARY', True)):
-    CASES.append((f'{_p.lower().replace("_", "-")}', 2, ports_case(_p, _w), [
+# (port, held, the third vCPU's synchronous port: one the device takes
+# after PORT, so it is held, not a guest bug)
+for _p, _w, _t in (('UPDATE_AREA', True, ('UPDATE_AREA',)),
+                   ('DESTROY_SURFACE_WAIT', True, ('UPDATE_AREA',)),
+                   ('MEMSLOT_ADD', True, ('UPDATE_AREA',)),
+                   ('DESTROY_ALL_SURFACES', True, ('CREATE_PRIMARY',)),
+                   ('DESTROY_PRIMARY', True, ('CREATE_PRIMARY',)),
+                   ('RESET', True, None), ('NOTIFY_OOM', False, None),
+                   ('CREATE_PRIMARY', True, ('UPDATE_AREA',))):
+    CASES.append((f'{_p.lower().replace("_", "-")}', 3 if _t else 2,
+                  ports_case(_p, _w, third=_t), [
         ('held', f'{_p} from vCPU 0 while vCPU 1 is held: '
-                 + ('vCPU 0 is held too' if _w else 'it returns at once')),
+                 + ('vCPU 0 is held too' if _w else 'it returns at once')
+                 + (f'; meanwhile vCPU 2\'s UPDATE_IRQ, NOTIFY_CMD and VGA write '
+                    f'take effect, its {_t[0]} holds it too' if _t else '')),
         ('thaw', 'after the thaw every write returned once, in order'),
         ('work', 'the work is done and the vCPUs run')]))
 for _p, _o in (('UPDATE_AREA', 'write ports and go on'),
