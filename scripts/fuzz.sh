@@ -101,7 +101,8 @@ run_one() {
             idle=$((idle + 5))
         else
             idle=0
-            last=$(awk '{print $14 + $15}' "/proc/$pid/task/$pid/stat" 2>/dev/null)
+            # (the fuzzer may just have exited: not an error, set -e)
+            last=$(awk '{print $14 + $15}' "/proc/$pid/task/$pid/stat" 2>/dev/null || true)
         fi
         if [ $idle -ge 60 ]; then
             echo "fuzz.sh: main thread idle for 60 s: hang, aborting" >>"$log"
