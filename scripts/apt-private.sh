@@ -9,6 +9,8 @@
 # NAME is one of:
 #   trixie     deb-src + deb of Debian 13 (the QEMU base source, firmware data)
 #   backports  Debian 12's bookworm-backports (meson >= 1.5, python3-pycotap)
+#   sid        deb-src of unstable (the newest spice source, to apply the
+#              spice-server series to)
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +28,11 @@ deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixi
 deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main
 deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie-updates main
 deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie-updates main
+EOL
+    ;;
+sid)
+    cat >"$dir/sources.list" <<EOL
+deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror unstable main
 EOL
     ;;
 backports)

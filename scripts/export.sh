@@ -4,6 +4,8 @@
 # ids are zeroed, no signature, names from the subjects; re-exporting an
 # unchanged tree changes nothing.  The new series is written aside and
 # swapped in whole, so a failed export leaves patches/ as it was.
+# QXL_SERIES=spice (make spice-export) does the same for build/spice-tree
+# and spice/patches/.
 #
 #   export.sh [--check] [TREE]
 #   --check: only compare; exit 1 if TREE's series differs from patches/.
@@ -14,28 +16,35 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 
 check=0
 if [ "${1:-}" = --check ]; then check=1; shift; fi
-tree=${1:-$top/build/tree}
-[ -d "$tree/.git" ] || die "export: no work tree at $tree; run 'make tree'"
+series_select
+tree=${1:-$series_tree}
+patches=$series_patches
+what=${series_make}export
+[ -d "$tree/.git" ] || die "$what: no work tree at $tree; run 'make ${series_make}tree'"
 
 out=$(mktemp -d "$top/build/export.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 git -C "$tree" format-patch -q --zero-commit --no-signature --no-numbered \
     --subject-prefix=PATCH --no-renames --encoding=UTF-8 --abbrev=12 \
     -o "$out" base..HEAD ||
-    die "export: git format-patch failed"
-(cd "$out" && ls -1 -- *.patch 2>/dev/null || true) >"$out/series"
+    die "$what: git format-patch failed"
+{
+    [ -z "$series_header" ] || echo "$series_header"
+    (cd "$out" && ls -1 -- *.patch 2>/dev/null || true)
+} >"$out/series"
 
 if [ $check = 1 ]; then
-    diff -r -q "$out" "$top/patches" >/dev/null
+    diff -r -q "$out" "$patches" >/dev/null
     exit $?
 fi
 
-if ! diff -r -q "$out" "$top/patches" >/dev/null 2>&1; then
-    rm -rf "$top/patches.old"
-    [ -d "$top/patches" ] && mv "$top/patches" "$top/patches.old"
-    mv "$out" "$top/patches"
-    rm -rf "$top/patches.old"
-    step "export: patches/ updated ($(wc -l <"$top/patches/series") patch(es))"
+if ! diff -r -q "$out" "$patches" >/dev/null 2>&1; then
+    rm -rf "$patches.old"
+    [ -d "$patches" ] && mv "$patches" "$patches.old"
+    mkdir -p "$(dirname "$patches")"
+    mv "$out" "$patches"
+    rm -rf "$patches.old"
+    step "$what: ${patches#"$top/"}/ updated ($(grep -c -v '^#' "$patches/series") patch(es))"
 else
-    step "export: patches/ already up to date"
+    step "$what: ${patches#"$top/"}/ already up to date"
 fi
