@@ -8,6 +8,10 @@
 # the same relative paths and ccache hits across them); LINK is made a
 # symbolic link to it.  The emulator ends up at LINK/qemu-system-x86_64,
 # with firmware linked into the build's data directory.
+#
+# With QXL_SPICE_PREFIX set (the patched build: make build, check.sh), QEMU
+# is configured against the spice-server installed there (spice-build.sh)
+# instead of Debian's, and finds it at run time through an rpath.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +40,13 @@ config=(
     --python="$PYTHON"
     ${QXL_EXTRA_CONFIG:-}
 )
-stamp="$src|${config[*]}"
+if [ -n "${QXL_SPICE_PREFIX:-}" ]; then
+    pc=$(find "$QXL_SPICE_PREFIX" -path '*/pkgconfig/spice-server.pc' 2>/dev/null | head -1)
+    [ -n "$pc" ] || die "no spice-server.pc under $QXL_SPICE_PREFIX; run 'make spice'"
+    export PKG_CONFIG_PATH=${pc%/*}${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+    config+=(--extra-ldflags="-Wl,-rpath,$(pkg-config --variable=libdir spice-server)")
+fi
+stamp="$src|${config[*]}${QXL_SPICE_PREFIX:+|PKG_CONFIG_PATH=$PKG_CONFIG_PATH}"
 
 if [ ! -f "$builddir/build.ninja" ] ||
    [ "$(cat "$builddir/.qxl-config" 2>/dev/null)" != "$stamp" ]; then

@@ -68,20 +68,55 @@ finish() {
     exit
 }
 
-# 1. The work tree must be the series in patches/: make check tests the
-#    truth, not whatever the work tree happens to hold.
-if [ ! -d build/tree/.git ]; then
-    scripts/tree.sh || { fail "series applies to the base"; finish; }
-elif ! scripts/export.sh --check build/tree; then
-    fail "build/tree matches patches/ (run 'make export', or 'make tree FORCE=1')"
+# series_applies SERIES: the work tree of SERIES (qemu or spice; see
+# series_select in lib.sh) is made if absent, and must be the series in its
+# patches directory: make check tests the truth, not whatever the work tree
+# happens to hold.
+series_applies() {
+    local QXL_SERIES=$1
+    series_select
+    local tree=${series_tree#"$top/"} patches=${series_patches#"$top/"}
+    local label=${series_make:+${series_make%-} }series
+    if [ ! -d "$series_tree/.git" ]; then
+        QXL_SERIES=$QXL_SERIES scripts/tree.sh || { fail "$label applies to the base"; return 1; }
+    elif ! QXL_SERIES=$QXL_SERIES scripts/export.sh --check "$series_tree"; then
+        fail "$tree matches $patches/ (run 'make ${series_make}export', or 'make ${series_make}tree FORCE=1')"
+        return 1
+    fi
+    pass "$label applies to $series_name $(cat "$series_base/$series_vfile")"
+}
+
+# 1. Both series apply to their bases (the patched QEMU links the patched
+#    spice-server), and the spice-server one to the newest spice too.
+series_applies qemu || finish
+series_applies spice || finish
+if scripts/spice-base.sh --sid >"$logdir/spice-sid.log" 2>&1; then
+    pass "spice series applies to spice $(cat build/spice-sid/.spice-base-version) (Debian sid)"
+else
+    tail -20 "$logdir/spice-sid.log" >&2
+    fail "spice series applies to the newest spice (Debian sid; log: $logdir/spice-sid.log)"
+fi
+
+# 1b. Build the patched spice-server (libspice-server, into build/spice) and
+#     run its own test suite.
+start=$SECONDS
+scripts/spice-build.sh 2>"$logdir/spice-build.log"
+rc=$?
+timings+=("$(printf '%5d s  %s' $((SECONDS - start)) spice-build)")
+if [ $rc = 0 ]; then
+    pass "build libspice-server"
+else
+    cat "$logdir/spice-build.log" >&2
+    fail "build libspice-server"
     finish
 fi
-pass "series applies to QEMU $(cat build/base/.qxl-base-version)"
+run_tap spice-test scripts/spice-test.sh
 
-# 2. Build the patched emulator and the qtests.
+# 2. Build the patched emulator, linked to build/spice's libspice-server,
+#    and the qtests.
 qtests=(display-vga-test device-introspect-test)
 [ -f build/tree/tests/qtest/qxl-async-test.c ] && qtests+=(qxl-async-test)
-if scripts/build.sh build/tree build/patched qemu-system-x86_64 \
+if QXL_SPICE_PREFIX=$spice_prefix scripts/build.sh build/tree build/patched qemu-system-x86_64 \
         "${qtests[@]/#/tests/qtest/}" 2>"$logdir/build.log"; then
     pass "build patched QEMU and qtests"
 else

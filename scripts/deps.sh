@@ -7,7 +7,10 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/lib.sh"
 
 # QEMU's own build dependencies for the lean x86_64 build, plus what the
-# tests, the demo and the benchmark use.
+# tests, the demo and the benchmark use, plus what spice-server needs beyond
+# those (spice-build.sh: OpenSSL, libjpeg, the Python modules of
+# spice-common's code generator; C++, zlib, glib, pixman and spice-protocol
+# are in the list already).
 pkgs=(
     build-essential git ninja-build pkg-config ccache dpkg-dev
     libglib2.0-dev libpixman-1-dev libspice-server-dev libspice-protocol-dev
@@ -17,6 +20,7 @@ pkgs=(
     python3-gi gir1.2-spiceclientglib-2.0 python3-pil
     libvirt-daemon-system libvirt-clients
     clang libclang-rt-dev
+    libssl-dev libjpeg-dev python3-pyparsing python3-six
 )
 
 need=()

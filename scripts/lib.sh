@@ -13,6 +13,10 @@ export CCACHE_BASEDIR=$top/build
 export CCACHE_NOHASHDIR=true
 export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-include_file_mtime,include_file_ctime,time_macros}
 
+# Where spice-build.sh installs the patched spice-server (libspice-server)
+# that the patched QEMU links.
+spice_prefix=$top/build/spice
+
 # The project's two patch series, chosen by QXL_SERIES for tree.sh and
 # export.sh: qemu (the default; patches/ on build/base, work tree build/tree)
 # and spice (spice/patches/ on build/spice-base, work tree build/spice-tree;
