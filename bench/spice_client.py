@@ -14,18 +14,24 @@ line on stdout (flushed), for a harness to wait on:
     {"event": "invalidate", "count": N}        (every 16th one)
     {"event": "channel-error", "type": "...", "what": "..."}
     {"event": "disconnected"}
+    {"event": "dump", "path": P, "width": W, "height": H, "stride": S}
+                                               (on SIGUSR1, with --dump PATH)
 
 It decodes what it receives into spice-client-glib's software canvas and
 draws nothing on screen.  The harness freezes it with SIGSTOP: its sockets
 then stop draining and spice-server's pipe to it fills up.  It exits on
 its own after --timeout seconds (default 600) or when the session ends.
+With --dump PATH, SIGUSR1 makes it write its primary surface as it has
+decoded it (raw, `stride` bytes a row, 32-bit xRGB) to PATH.
 
 Note: SpiceSession.connect() and SpiceChannel.connect() shadow GObject's
 connect(); signals are connected with GObject.Object.connect(obj, 'signal',
 cb).
 """
 
+import ctypes
 import json
+import os
 import signal
 import sys
 
@@ -52,11 +58,14 @@ def channel_type(ch):
 
 def main(argv):
     timeout = 600.0
+    dump = None
     args = []
     while argv:
         a = argv.pop(0)
         if a == '--timeout':
             timeout = float(argv.pop(0))
+        elif a == '--dump':
+            dump = argv.pop(0)
         else:
             args.append(a)
     if len(args) != 2:
@@ -69,6 +78,7 @@ def main(argv):
     session.set_property('host', host)
     session.set_property('port', str(port))
     counters = {'invalidate': 0}
+    primary = {}
     keep = []   # keep Python wrappers (and their signal handlers) alive
 
     def on_event(ch, event):
@@ -82,7 +92,25 @@ def main(argv):
             say(event='channel-error', type=channel_type(ch), what=name)
 
     def on_primary(ch, fmt, width, height, stride, shmid, imgdata):
+        primary.update(width=width, height=height, stride=stride, data=imgdata)
         say(event='primary-create', width=width, height=height, format=fmt)
+
+    def on_dump():
+        if not dump or not primary:
+            say(event='dump', path=None)
+            return True
+        data = ctypes.string_at(primary['data'],
+                                primary['stride'] * primary['height'])
+        with open(dump + '.tmp', 'wb') as f:
+            f.write(data)
+        os.replace(dump + '.tmp', dump)
+        say(event='dump', path=dump, width=primary['width'],
+            height=primary['height'], stride=primary['stride'])
+        return True
+
+    def on_primary_destroy(ch):
+        primary.clear()
+        say(event='primary-destroy')
 
     def on_mark(ch, mark):
         say(event='mark', mark=mark)
@@ -99,6 +127,7 @@ def main(argv):
         GObject.Object.connect(ch, 'channel-event', on_event)
         if isinstance(ch, SpiceClientGLib.DisplayChannel):
             GObject.Object.connect(ch, 'display-primary-create', on_primary)
+            GObject.Object.connect(ch, 'display-primary-destroy', on_primary_destroy)
             GObject.Object.connect(ch, 'display-mark', on_mark)
             GObject.Object.connect(ch, 'display-invalidate', on_invalidate)
             # Like spicy: the application opens display channels itself
@@ -118,6 +147,7 @@ def main(argv):
     GObject.Object.connect(session, 'channel-new', on_channel_new)
     GObject.Object.connect(session, 'disconnected', on_disconnected)
     GLib.timeout_add(int(timeout * 1000), on_timeout)
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGUSR1, on_dump)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM,
                          lambda *a: (loop.quit(), False)[1])
     if not session.connect():

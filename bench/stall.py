@@ -930,19 +930,9 @@ class StallHarness:
             self.qt.outb(self.io_base + QXL_IO_NOTIFY_CMD, 0)
         return n
 
-    def last_draw_to_fill(self, left, top, right, bottom, color):
-        """Turn the draw pushed last, which must still wait in the command
-        ring (after fill_ring()), into an opaque solid QXL_DRAW_FILL of
-        COLOR (xRGB) over the rectangle: after a synchronous UPDATE_AREA
-        that covers it, the primary surface holds exactly that colour
-        there (read_surface_rect()).  Returns the rectangle."""
-        if not self.draws_pushed:
-            raise HarnessError('no draw pushed yet')
-        i = self.draws_pushed - 1
-        prod, cons = self.ring_state()
-        if (prod - cons) % 2**32 == 0 or (prod - 1 - cons) % 2**32 >= RING_SIZE:
-            raise HarnessError(f'the last draw has left the ring (prod {prod}, cons {cons})')
-        blk = self.draw_base + i * self.DRAWABLE_BLOCK
+    def _fill_bytes(self, blk, left, top, right, bottom, color):
+        """An opaque solid QXL_DRAW_FILL of COLOR (xRGB) over the rectangle,
+        as the drawable at guest address BLK."""
         d = QXLDrawable()
         d.release_info = blk
         d.surface_id = 0
@@ -959,13 +949,42 @@ class StallHarness:
         buf = bytearray(bytes(d))
         off = QXLDrawable.copy.offset      # the union's start
         buf[off:off + ctypes.sizeof(f)] = bytes(f)
-        self.qt.write(blk, bytes(buf))
+        return bytes(buf)
+
+    def last_draw_to_fill(self, left, top, right, bottom, color):
+        """Turn the draw pushed last, which must still wait in the command
+        ring (after fill_ring()), into an opaque solid QXL_DRAW_FILL of
+        COLOR (xRGB) over the rectangle: after a synchronous UPDATE_AREA
+        that covers it, the primary surface holds exactly that colour
+        there (read_surface_rect()).  Returns the rectangle."""
+        if not self.draws_pushed:
+            raise HarnessError('no draw pushed yet')
+        i = self.draws_pushed - 1
+        prod, cons = self.ring_state()
+        if (prod - cons) % 2**32 == 0 or (prod - 1 - cons) % 2**32 >= RING_SIZE:
+            raise HarnessError(f'the last draw has left the ring (prod {prod}, cons {cons})')
+        blk = self.draw_base + i * self.DRAWABLE_BLOCK
+        self.qt.write(blk, self._fill_bytes(blk, left, top, right, bottom, color))
         # Still in the ring after the rewrite: the worker reads it later.
         prod2, cons2 = self.ring_state()
         if (prod2 - cons2) % 2**32 == 0 or prod2 != prod:
             raise HarnessError(f'the last draw left the ring while it was '
                                f'rewritten (prod {prod2}, cons {cons2})')
         return (left, top, right, bottom)
+
+    def push_fill(self, left, top, right, bottom, color):
+        """Put one opaque fill (see last_draw_to_fill()) on the command ring,
+        in the next drawable block, and notify; the ring must have room."""
+        prod, cons = self.ring_state()
+        if (prod - cons) % 2**32 >= RING_SIZE or self.draws_pushed >= self.max_draws:
+            raise HarnessError('no room for a fill in the ring')
+        blk = self.draw_base + self.draws_pushed * self.DRAWABLE_BLOCK
+        self.qt.write(blk, self._fill_bytes(blk, left, top, right, bottom, color))
+        self.qt.write(self.ram + RING_ITEMS + (prod % RING_SIZE) * 16,
+                      bytes(QXLCommand(data=self.phys(blk), type=QXL_CMD_DRAW)))
+        self.qt.writel(self.ram + RING_PROD, (prod + 1) % 2**32)
+        self.draws_pushed += 1
+        self.qt.outb(self.io_base + QXL_IO_NOTIFY_CMD, 0)
 
     def read_surface_rect(self, left, top, right, bottom):
         """The primary surface's pixels (u32 xRGB, row by row) in the
