@@ -33,6 +33,35 @@ git -C "$tree" format-patch -q --zero-commit --no-signature --no-numbered \
     (cd "$out" && ls -1 -- *.patch 2>/dev/null || true)
 } >"$out/series"
 
+# The QEMU series gets a cover letter (0000-cover-letter.patch, as
+# `git format-patch --cover-letter` writes it, not in `series`): the
+# subject and text of cover-letter.txt, the shortlog and diffstat of the
+# series, dated like the last patch so that exporting stays deterministic.
+if [ -n "$series_cover" ] && [ -f "$series_cover" ]; then
+    n=$(grep -c -v '^#' "$out/series")
+    git -C "$tree" format-patch -q --cover-letter --zero-commit --no-signature \
+        --no-numbered --subject-prefix=PATCH --no-renames --encoding=UTF-8 \
+        --abbrev=12 -o "$out/cover" base..HEAD ||
+        die "$what: git format-patch --cover-letter failed"
+    date=$(git -C "$tree" log -1 --format=%aD HEAD)
+    python3 - "$out/cover/0000-cover-letter.patch" "$series_cover" "$n" "$date" \
+        >"$out/0000-cover-letter.patch" <<'PY' ||
+import sys
+letter, cover, n, date = sys.argv[1:]
+subject, _, body = open(cover).read().partition('\n\n')
+text = open(letter).read()
+text = text.replace('[PATCH] *** SUBJECT HERE ***',
+                    f'[PATCH 00/{int(n):02d}] {subject.strip()}')
+text = text.replace('*** BLURB HERE ***', body.rstrip('\n'))
+out = []
+for line in text.split('\n'):
+    out.append(f'Date: {date}' if line.startswith('Date: ') and not out[5:] else line)
+sys.stdout.write('\n'.join(out))
+PY
+        die "$what: writing the cover letter failed"
+    rm -rf "$out/cover"
+fi
+
 if [ $check = 1 ]; then
     diff -r -q "$out" "$patches" >/dev/null
     exit $?

@@ -30,11 +30,12 @@ series_select() {
         series_base=$top/build/base series_tree=$top/build/tree
         series_patches=$top/patches series_vfile=.qxl-base-version
         series_name=QEMU series_make='' series_header=''
+        series_cover=$top/cover-letter.txt
         ;;
     spice|spice-sid)
         series_base=$top/build/spice-base series_tree=$top/build/spice-tree
         series_patches=$top/spice/patches series_vfile=.spice-base-version
-        series_name=spice series_make=spice-
+        series_name=spice series_make=spice- series_cover=''
         series_header="# spice-server series on Debian's spice source (written by make spice-export)"
         if [ "$QXL_SERIES" = spice-sid ]; then
             # the same series on the newest spice (spice-base.sh --sid)
