@@ -2,6 +2,11 @@
 # Apply the series one patch at a time to a scratch tree and build each
 # step incrementally (ccache and ninja keep it cheap); where a step has the
 # QXL qtest, run it too.  One TAP line per patch.
+#
+# The series starts with fixes that apply to the unpatched device, before
+# the qxl-async API (include/hw/qxl-async.h) is added: for each of them,
+# in both modes, the qtest cases it adds must pass with it and fail on the
+# step before it, and the test patches among them must pass as a whole.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +29,78 @@ fi
 git -C "$tree" checkout -q -f -B bisect base
 git -C "$tree" clean -q -f -d -x -e /build
 
+# fixes_run QEMU CASE: run one qtest case against a QEMU binary (in a
+# shell of its own, which reports the case's crash to the log, not here)
+fixes_run() {
+    bash -c 'cd "$1" && QTEST_QEMU_BINARY=$2 exec timeout 300 \
+        ./tests/qtest/qxl-async-test -p "$3"' - "$builddir" "$@" </dev/null
+}
+
+# fixes_step N PATCH: check one patch of the fixes section (see below)
+fixes_step() {
+    local bin=$builddir/qemu-system-x86_64
+    # the previous step's binary: in a directory of its own, under the
+    # name libqtest takes the target from, with the build's firmware
+    local prev=$builddir/prev/qemu-system-x86_64 c failed=() passed=() new=()
+
+    (cd "$builddir" && QTEST_QEMU_BINARY=./qemu-system-x86_64 \
+        ./tests/qtest/qxl-async-test -l </dev/null) 2>/dev/null |
+        grep '^/' | sort >"$tree.cases"
+    touch "$tree.cases.prev"
+    mapfile -t new < <(comm -13 "$tree.cases.prev" "$tree.cases")
+    mv "$tree.cases" "$tree.cases.prev"
+    if git -C "$tree" diff --name-only HEAD~1 HEAD |
+            grep -qvE '^(tests/|docs/|MAINTAINERS$)'; then
+        # a fix: its new cases pass now, and failed before it
+        for c in "${new[@]}"; do
+            fixes_run ./qemu-system-x86_64 "$c" >"$tree.fix-case.log" 2>&1 ||
+                failed+=("$c")
+            [ -x "$prev" ] || continue
+            # without the fix: the case fails, in its own checks or by
+            # QEMU dying, not because QEMU cannot start
+            if fixes_run "$prev" "$c" >"$tree.prev-case.log" 2>&1 ||
+               ! grep -qE 'ERROR:|QEMU death|Broken pipe|signal' "$tree.prev-case.log"; then
+                passed+=("$c")
+            fi
+        done
+        # ... and the binary without the fix works otherwise
+        if [ ${#new[@]} -gt 0 ] && [ -x "$prev" ] &&
+           ! fixes_run "$prev" /x86_64/qxl/vga/pci >"$tree.prev-case.log" 2>&1; then
+            sed 's/^/# /' "$tree.prev-case.log" | tail -5
+            echo "not ok $1 - $2: the binary without it does not run"
+            return 1
+        fi
+        if [ ${#failed[@]} -gt 0 ]; then
+            sed 's/^/# /' "$tree.fix-case.log" | tail -20
+            echo "not ok $1 - $2: fails its own cases: ${failed[*]}"
+            return 1
+        fi
+        if [ ${#passed[@]} -gt 0 ]; then
+            echo "not ok $1 - $2: cases that do not fail without the fix: ${passed[*]}"
+            return 1
+        fi
+        if [ ${#new[@]} -eq 0 ]; then
+            fixes_what="a fix without a qtest case (its commit says why)"
+        else
+            fixes_what="${#new[@]} new case(s) pass, and fail without it"
+        fi
+    else
+        # a test patch: everything passes on the device as it is
+        if ! (cd "$builddir" && QTEST_QEMU_BINARY=./qemu-system-x86_64 \
+                timeout 600 ./tests/qtest/qxl-async-test </dev/null) \
+                >"$tree.fix-case.log" 2>&1; then
+            grep -E '^not ok|ERROR' "$tree.fix-case.log" | sed 's/^/# /' | head
+            echo "not ok $1 - $2: its cases fail on the unpatched device"
+            return 1
+        fi
+        fixes_what="$(grep -c '^ok' "$tree.fix-case.log") cases pass on the device as it is"
+    fi
+    mkdir -p "${prev%/*}"
+    ln -sfn ../qemu-bundle "${prev%/*}/qemu-bundle"
+    cp "$bin" "$prev"
+}
+
+rm -rf "$tree.cases.prev" "$builddir/prev"
 n=0; rc=0
 while read -r p; do
     case $p in ''|\#*) continue ;; esac
@@ -65,6 +142,18 @@ while read -r p; do
         echo "# log: $tree.test-$n.failed.log"
         echo "not ok $n - $p: qxl-async-test"
         rc=1
+        continue
+    fi
+    # The fixes at the head of the series (every patch before the one
+    # that adds the qxl-async API) apply to the unpatched device: the
+    # cases each one adds pass with it and fail without it (the previous
+    # step's binary); the test patches among them pass as a whole.
+    if [ ! -f "$tree/include/hw/qxl-async.h" ]; then
+        if ! fixes_step "$n" "$p"; then
+            rc=1
+            continue
+        fi
+        echo "ok $n - $p applies and builds; $fixes_what"
         continue
     fi
     if [ $tests = 1 ]; then
