@@ -82,6 +82,12 @@ series_applies() {
     elif ! QXL_SERIES=$QXL_SERIES scripts/export.sh --check "$series_tree"; then
         fail "$tree matches $patches/ (run 'make ${series_make}export', or 'make ${series_make}tree FORCE=1')"
         return 1
+    elif [ -n "$(git -C "$series_tree" status --porcelain --untracked-files=no)" ]; then
+        # the builds compile the work tree's files, edits not committed
+        # included: they would be tested in place of the series
+        git -C "$series_tree" status --short --untracked-files=no | sed 's/^/# /'
+        fail "$tree holds no uncommitted changes (commit and export them, or 'make ${series_make}tree FORCE=1')"
+        return 1
     fi
     pass "$label applies to $series_name $(cat "$series_base/$series_vfile")"
 }
