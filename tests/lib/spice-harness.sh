@@ -28,5 +28,15 @@ spice_harness_run() {
         exit 2
     fi
     spice_harness_check_deps 2
+    # Runs of one harness share their log directory (and the test that
+    # cleans it): one at a time.  The lock is held until Python exits.
+    local lock
+    lock=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/${script##*/}.lock
+    mkdir -p "${lock%/*}"
+    exec 9>"$lock"
+    if ! flock -n 9; then
+        echo "# waiting for another run of ${script##*/}" >&2
+        flock 9
+    fi
     exec /usr/bin/python3 "$script" "$@"
 }
