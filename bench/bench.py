@@ -3,6 +3,9 @@
 
     bench.py [--seconds N] [--idle-seconds N] [--only upstream|patched]
              [--port-writes N] [--rounds N] [--out DIR]
+             [--only-spice | --no-spice] [--spice-bound S] [--spice-fps-seconds S]
+             [--spice-samples N]
+             [--debian-spice PATH]
 
 For each QEMU binary (build/upstream, build/patched; a missing one is skipped
 with a note), in one QEMU process (see bench/stall.py):
@@ -29,9 +32,22 @@ registers) issued while the vCPU is held in a synchronous UPDATE_AREA
 behind the frozen client, each in a QEMU of its own (how long the command
 took, whether it returned before the thaw, QMP latency meanwhile).
 
+The QEMUs of these rows run with whatever libspice-server the environment
+gives them (bench/run.sh: Debian's, through LD_LIBRARY_PATH); the table
+says which one each mapped.
+
+Second table (bench/spice_lag.py; with build/patched, unless --no-spice;
+--only-spice: this table alone): the patched QEMU with Debian's
+libspice-server and with build/spice's, one SPICE client frozen and its
+pipe full, a second one healthy: how long a synchronous UPDATE_AREA,
+UPDATE_AREA_ASYNC and DESTROY_PRIMARY_ASYNC take, and the display updates
+per second the healthy client receives.
+
 Environment: BENCH_SECONDS (default 40), BENCH_IDLE_SECONDS (20),
 BENCH_DRAWS (4000), BENCH_HOLD_SECONDS (8: when the client is thawed in
-the management rows), BENCH_ACCEL (tcg|kvm, default: automatic).
+the management rows), BENCH_ACCEL (tcg|kvm, default: automatic),
+BENCH_SPICE_BOUND (40: the longest wait for one operation of the second
+table), BENCH_SPICE_FPS_SECONDS (10), BENCH_SPICE_SAMPLES (5).
 """
 
 import argparse
@@ -48,6 +64,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import stall  # noqa: E402
+import spice_lag  # noqa: E402
 
 BINARIES = (('upstream', 'build/upstream/qemu-system-x86_64'),
             ('patched', 'build/patched/qemu-system-x86_64'))
@@ -161,6 +178,7 @@ def run_binary(name, path, args, outdir):
                            log=lambda m: log(f'[{name}] {m}'))
     try:
         h.start(boot_image=args.boot_image)
+        res['spice_library'] = spice_lag.mapped_library(h.proc.pid)
         h.setup_device()
         h.prepare_draws(max_draws=args.draws + 2048)
         h.start_client()
@@ -349,6 +367,20 @@ def summarize(results):
 
 def tables(results):
     """The result tables, as markdown (also printed on the terminal)."""
+    md = ''
+    if results['binaries']:
+        md = qmp_tables(results)
+    if results.get('spice'):
+        h = results['host']
+        if not md:
+            md = (f"{results['date']}, {h['cpu']} ({h['cpus']} CPUs), {h['os']}, "
+                  f"kernel {h['kernel']}, -accel {h['accel']}.\n")
+        md += '\n' + '\n'.join(spice_lag.table(results['spice'])) + '\n'
+    return md
+
+
+def qmp_tables(results):
+    """The first table (both QEMUs, QMP latency) and the rows after it."""
     b = results['binaries']
     lines = []
     h = results['host']
@@ -359,6 +391,11 @@ def tables(results):
     lines.append('')
     lines.append(f"{results['date']}, {h['cpu']} ({h['cpus']} CPUs), {h['os']}, "
                  f"kernel {h['kernel']}, -accel {h['accel']}.")
+    libs = [f"{n} `{r['spice_library']}`" for n, r in b.items() if r.get('spice_library')]
+    if libs:
+        lines.append('')
+        lines.append(f"libspice-server as each QEMU mapped it (LD_LIBRARY_PATH="
+                     f"{os.environ.get('LD_LIBRARY_PATH', '')}): " + ', '.join(libs) + '.')
     lines.append('')
     lines.append('| QEMU | phase | QMP samples | p50 ms | p99 ms | max ms | '
                  'sync UPDATE_AREA returned after | QMP answers during it | '
@@ -506,8 +543,27 @@ def main(argv):
                          '(default 4000, 0: none)')
     ap.add_argument('--no-mgmt', action='store_true',
                     help='skip the management-command rows')
+    ap.add_argument('--only-spice', action='store_true',
+                    help='only the second table (spice-server series)')
+    ap.add_argument('--no-spice', action='store_true',
+                    help='skip the second table')
+    ap.add_argument('--spice-bound', type=float,
+                    default=float(os.environ.get('BENCH_SPICE_BOUND', 40)),
+                    help='second table: the longest wait for one operation '
+                         '(default 40 s; past it: ">= N s")')
+    ap.add_argument('--spice-fps-seconds', type=float,
+                    default=float(os.environ.get('BENCH_SPICE_FPS_SECONDS', 10)),
+                    help='second table: the healthy client\'s window (default 10)')
+    ap.add_argument('--spice-samples', type=int,
+                    default=int(os.environ.get('BENCH_SPICE_SAMPLES', 5)),
+                    help='second table: samples of each operation while they '
+                         'complete (default 5)')
+    ap.add_argument('--debian-spice', default=None,
+                    help="Debian's libspice-server.so.1 (default: from ldconfig)")
     ap.add_argument('--out', default=os.path.join(TOP, 'build', 'bench'))
     args = ap.parse_args(argv)
+    if args.only_spice and (args.no_spice or args.only):
+        ap.error('--only-spice goes with neither --no-spice nor --only')
     stall.install_signal_handlers()
     os.makedirs(args.out, exist_ok=True)
     t0 = time.monotonic()
@@ -523,7 +579,7 @@ def main(argv):
     }
     ran = failed = 0
     for name, rel in BINARIES:
-        if args.only and name != args.only:
+        if args.only_spice or args.only and name != args.only:
             continue
         path = os.path.join(TOP, rel)
         if not os.access(path, os.X_OK):
@@ -544,11 +600,28 @@ def main(argv):
         results['binaries'][name] = r
         ran += 1
         failed += not r['ok']
+    if not args.no_spice and args.only in (None, 'patched'):
+        path = os.path.join(TOP, BINARIES[1][1])
+        debian = args.debian_spice or spice_lag.debian_library()
+        if not os.access(path, os.X_OK):
+            log(f'[spice] skipped: {BINARIES[1][1]} does not exist (make build)')
+        elif not debian:
+            log("[spice] skipped: Debian's libspice-server1 is not installed")
+            failed += 1
+        else:
+            opts = argparse.Namespace(debian_lib=debian, bound=args.spice_bound,
+                                      fps_seconds=args.spice_fps_seconds,
+                                      samples=args.spice_samples,
+                                      out=args.out, boot_image=args.boot_image)
+            results['spice'] = spice_lag.run(path, opts, log)
+            ran += 1
+            failed += results['spice']['failed']
     if ran == 0:
         log('no QEMU binary to benchmark; results left as they were')
         return 1
     results['runtime_s'] = round(time.monotonic() - t0, 1)
-    summarize(results)
+    if results['binaries']:
+        summarize(results)
     md = tables(results)
     with open(os.path.join(args.out, 'results.json'), 'w') as f:
         json.dump(results, f, indent=1)

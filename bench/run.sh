@@ -2,14 +2,19 @@
 # make bench: patched vs. unpatched QEMU with a frozen SPICE client.
 #
 #   bench/run.sh [--seconds N] [--only upstream|patched] [--idle-seconds N]
+#                [--only-spice | --no-spice] [--spice-bound S]
+#                [--spice-fps-seconds S] [--spice-samples N]
 #
 # Runs bench/bench.py (see there, and bench/stall.py for the harness) against
 # build/upstream and build/patched (a missing one is skipped with a note),
-# prints the table and writes build/bench/results.json and results.md.
+# then the second table (bench/spice_lag.py: build/patched with Debian's
+# libspice-server and with build/spice's; --only-spice: that table alone),
+# prints the tables and writes build/bench/results.json and results.md.
 # Environment: BENCH_SECONDS (stall window, default 40), BENCH_IDLE_SECONDS
 # (default 20), BENCH_ACCEL (tcg|kvm; default tcg on nested PVM, else kvm if
-# /dev/kvm works).  Needs binutils (as, ld), python3-gi and
-# gir1.2-spiceclientglib-2.0.
+# /dev/kvm works), BENCH_SPICE_BOUND (default 40), BENCH_SPICE_FPS_SECONDS
+# (default 10), BENCH_SPICE_SAMPLES (default 5).  Needs binutils (as, ld),
+# python3-gi and gir1.2-spiceclientglib-2.0.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,10 +23,12 @@ cd "$top"
 . "$top/tests/lib/spice-harness.sh"
 spice_harness_check_deps 1
 
-# Its rows hold a vCPU behind a frozen client, which needs a spice-server
-# that waits for its clients: both QEMUs run with Debian's (the patched one
-# links build/spice's otherwise; LD_LIBRARY_PATH overrides its RUNPATH).
+# The first table's rows hold a vCPU behind a frozen client, which needs a
+# spice-server that waits for its clients: both QEMUs run with Debian's (the
+# patched one links build/spice's otherwise; LD_LIBRARY_PATH overrides its
+# RUNPATH).  The second table sets LD_LIBRARY_PATH (or unsets it) for each
+# of its QEMUs itself, from --debian-spice.
 debian_spice=$(ldconfig -p | awk '/libspice-server\.so\.1 /{ print $NF; exit }')
 [ -n "$debian_spice" ] || { echo "$0: Debian's libspice-server1 is not installed" >&2; exit 1; }
 export LD_LIBRARY_PATH=$(dirname "$debian_spice")
-exec /usr/bin/python3 "$top/bench/bench.py" "$@"
+exec /usr/bin/python3 "$top/bench/bench.py" --debian-spice "$debian_spice" "$@"

@@ -16,6 +16,7 @@ line on stdout (flushed), for a harness to wait on:
     {"event": "disconnected"}
     {"event": "dump", "path": P, "width": W, "height": H, "stride": S}
                                                (on SIGUSR1, with --dump PATH)
+    {"event": "count", "invalidate": N}        (on SIGUSR2: every one so far)
 
 It decodes what it receives into spice-client-glib's software canvas and
 draws nothing on screen.  The harness freezes it with SIGSTOP: its sockets
@@ -108,6 +109,10 @@ def main(argv):
             height=primary['height'], stride=primary['stride'])
         return True
 
+    def on_count():
+        say(event='count', invalidate=counters['invalidate'])
+        return True
+
     def on_primary_destroy(ch):
         primary.clear()
         say(event='primary-destroy')
@@ -148,6 +153,7 @@ def main(argv):
     GObject.Object.connect(session, 'disconnected', on_disconnected)
     GLib.timeout_add(int(timeout * 1000), on_timeout)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGUSR1, on_dump)
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGUSR2, on_count)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM,
                          lambda *a: (loop.quit(), False)[1])
     if not session.connect():
