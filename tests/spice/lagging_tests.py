@@ -47,10 +47,13 @@ status 1 on a failure.  Logs: STALL_TEST_DIR (default
 build/spice-tests/<binary's directory name>).
 """
 
+import ctypes
 import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -68,14 +71,212 @@ from stall_tests import Tap, diag, BOUND, TIMEOUT, FILL_RECT, FILL_COLOR  # noqa
 
 LAG_RE = re.compile(r'display client (\S+) lags')
 CATCH_UP_RE = re.compile(r'display client (\S+) caught up')
+# a display channel client (dcc) is created, in the order clients connect
+DCC_NEW_RE = re.compile(r'dcc_new: New display \(client \S+\) dcc (\S+)')
+# spice-server's connectivity rule drops a client that answers no ping
+UNRESPONSIVE_RE = re.compile(r'unresponsive for more than')
 WIDTH, HEIGHT = 640, 480
+
+# spice-protocol's qxl_dev.h, beyond what bench/stall.py has
+QXL_IO_DESTROY_SURFACE_WAIT = 14
+QXL_IO_DESTROY_ALL_SURFACES = 15
+QXL_IO_DESTROY_SURFACE_ASYNC = 20
+QXL_IO_DESTROY_ALL_SURFACES_ASYNC = 21
+QXL_IO_FLUSH_SURFACES_ASYNC = 22
+QXL_CMD_SURFACE = 5
+QXL_SURFACE_CMD_CREATE = 0
+QXL_SURFACE_CMD_DESTROY = 1
+
+
+class QXLSurfaceCmd(stall._P):
+    # QXLReleaseInfo is a union of two u64: 8 bytes
+    _fields_ = [('release_info', ctypes.c_uint64), ('surface_id', ctypes.c_uint32),
+                ('type', ctypes.c_uint8), ('flags', ctypes.c_uint32),
+                ('format', ctypes.c_uint32), ('width', ctypes.c_uint32),
+                ('height', ctypes.c_uint32), ('stride', ctypes.c_int32),
+                ('data', ctypes.c_uint64)]
+
+
+assert ctypes.sizeof(QXLSurfaceCmd) == 41
+
+
+def vm_rss_kib(pid):
+    """VmRSS of process PID, KiB."""
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    raise HarnessError(f'no VmRSS for {pid}')
+
+
+class LogWatch:
+    """Reads the QEMU log as it grows: spice-server's lag and catch-up
+    lines per display client (dcc pointer), in order, each with the time
+    it was first seen (poll() time, monotonic), and connectivity drops."""
+
+    def __init__(self, path):
+        self.path = path
+        self.pos = 0
+        self.rest = ''
+        self.dccs = []          # in the order clients connected
+        self.events = {}        # dcc -> [(t_seen, 'lags' | 'caught up')]
+        self.unresponsive = []  # t_seen of each connectivity drop
+        self.timeouts = []      # t_seen of each spice flush timeout
+
+    def poll(self):
+        with open(self.path, errors='replace') as f:
+            f.seek(self.pos)
+            data = f.read()
+            self.pos = f.tell()
+        now = time.monotonic()
+        lines = (self.rest + data).split('\n')
+        self.rest = lines.pop()
+        for line in lines:
+            m = DCC_NEW_RE.search(line)
+            if m:
+                self.dccs.append(m.group(1))
+            for regex, what in ((LAG_RE, 'lags'), (CATCH_UP_RE, 'caught up')):
+                m = regex.search(line)
+                if m:
+                    self.events.setdefault(m.group(1), []).append((now, what))
+            if UNRESPONSIVE_RE.search(line):
+                self.unresponsive.append(now)
+            if st.SPICE_TIMEOUT_RE.search(line):
+                self.timeouts.append(now)
+        return self
+
+    def lagging_since(self, dcc):
+        """When DCC started lagging, if it lags now (its last line says
+        so), else None."""
+        ev = self.events.get(dcc, [])
+        return ev[-1][0] if ev and ev[-1][1] == 'lags' else None
+
+    def count(self, dcc, what):
+        return sum(1 for _, w in self.events.get(dcc, []) if w == what)
+
+
+class ThrottleProxy:
+    """A TCP proxy on 127.0.0.1 for a SPICE client's connections (every
+    channel is a connection of its own): client to server as it comes,
+    server to client at RATE bytes/s for all connections together.  The
+    proxy reads the server's socket a CHUNK at a time and only as fast as
+    it may send (its receive buffer made small), so what the link cannot
+    carry stays in spice-server's socket and pipe, as behind a slow link.
+    Counts what it forwarded and how long it held data back."""
+
+    CHUNK = 4096
+    RCVBUF = 32 * 1024
+
+    def __init__(self, target_port, rate):
+        self.target = ('127.0.0.1', target_port)
+        self.rate = float(rate)
+        self.lock = threading.Lock()
+        self.t_next = 0.0           # when the link is free again
+        self.bytes_s2c = 0
+        self.bytes_c2s = 0
+        self.held = 0.0             # seconds spent waiting for the link
+        self.t_first = self.t_last = None
+        self.channels = {}          # connection number -> [channel type, bytes s2c]
+        self.socks = []
+        self.closed = False
+        self.listener = socket.socket()
+        self.listener.bind(('127.0.0.1', 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True, name='proxy').start()
+
+    def _accept(self):
+        n = 0
+        while True:
+            try:
+                c, _ = self.listener.accept()
+            except OSError:
+                return
+            u = socket.socket()
+            u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.RCVBUF)
+            try:
+                u.connect(self.target)
+            except OSError:
+                c.close()
+                u.close()
+                continue
+            n += 1
+            with self.lock:
+                self.socks += [c, u]
+                self.channels[n] = [None, 0]
+            threading.Thread(target=self._c2s, args=(c, u, n), daemon=True).start()
+            threading.Thread(target=self._s2c, args=(u, c, n), daemon=True).start()
+
+    def _c2s(self, c, u, n):
+        first = True
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    break
+                if first and len(data) >= 21 and data[:4] == b'REDQ':
+                    # SpiceLinkHeader (16 bytes), then SpiceLinkMess:
+                    # connection_id (u32), channel_type (u8)
+                    self.channels[n][0] = data[20]
+                first = False
+                with self.lock:
+                    self.bytes_c2s += len(data)
+                u.sendall(data)
+        except OSError:
+            pass
+        self._shut(u)
+
+    def _s2c(self, u, c, n):
+        try:
+            while True:
+                data = u.recv(self.CHUNK)
+                if not data:
+                    break
+                with self.lock:
+                    now = time.monotonic()
+                    start = max(now, self.t_next)
+                    self.t_next = start + len(data) / self.rate
+                    self.held += start - now
+                if start > now:
+                    time.sleep(start - now)
+                c.sendall(data)
+                with self.lock:
+                    self.bytes_s2c += len(data)
+                    self.channels[n][1] += len(data)
+                    self.t_last = time.monotonic()
+                    if self.t_first is None:
+                        self.t_first = start
+        except OSError:
+            pass
+        self._shut(c)
+
+    @staticmethod
+    def _shut(sock):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def stats(self):
+        with self.lock:
+            return {'s2c': self.bytes_s2c, 'c2s': self.bytes_c2s,
+                    'held_s': self.held, 'first': self.t_first, 'last': self.t_last,
+                    'channels': {k: list(v) for k, v in self.channels.items()}}
+
+    def close(self):
+        self.listener.close()
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for sk in socks:
+            self._shut(sk)
+            sk.close()
 
 
 class Client:
     """bench/spice_client.py as a process: its events, SIGSTOP/SIGCONT,
     and its decoded primary surface (--dump, on SIGUSR1)."""
 
-    def __init__(self, h, name):
+    def __init__(self, h, name, port=None):
         self.name = name
         self.dump_path = os.path.join(h.workdir, f'{name}.raw')
         self.events = []
@@ -84,7 +285,7 @@ class Client:
         self.proc = subprocess.Popen(
             stall._pdeathsig_prefix() +
             [stall.PYTHON, os.path.join(TOP, 'bench', 'spice_client.py'),
-             '127.0.0.1', str(h.spice_port), '--timeout', '3600',
+             '127.0.0.1', str(port or h.spice_port), '--timeout', '3600',
              '--dump', self.dump_path],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.logf,
             text=True)
@@ -96,6 +297,7 @@ class Client:
                 ev = json.loads(line)
             except ValueError:
                 ev = {'event': 'garbage', 'line': line.rstrip()}
+            ev['t'] = time.monotonic()
             with self.cv:
                 self.events.append(ev)
                 self.cv.notify_all()
@@ -227,15 +429,19 @@ class LagScenario(st.Scenario):
         super().__init__(qemu, workdir, name)
         self.clients = []
 
-    def start(self):
+    def start(self, clients=('A', 'B'), trace=st.TRACE):
+        """QEMU, the device, draws prepared; then CLIENTS ((name, port)
+        or a name: the spice port), one after the other, each up to its
+        primary surface."""
         self.h = h = stall.StallHarness(
-            self.qemu, workdir=self.workdir, name=self.name, extra_args=st.TRACE,
+            self.qemu, workdir=self.workdir, name=self.name, extra_args=list(trace),
             log=self.log, timeout=TIMEOUT, memory_mb=st.MEMORY_MB)
         h.start()
         h.setup_device(WIDTH, HEIGHT)
         h.prepare_draws(n_bitmaps=8, max_draws=4096)
-        for name in ('A', 'B'):
-            c = Client(h, name)
+        for name in clients:
+            name, port = (name, None) if isinstance(name, str) else name
+            c = Client(h, name, port)
             self.clients.append(c)
             c.wait('primary-create', TIMEOUT, width=WIDTH)
         return h
@@ -265,6 +471,20 @@ class LagScenario(st.Scenario):
     def lags(self):
         return len(LAG_RE.findall(self.read_log(self.h)))
 
+    def dccs(self):
+        """spice-server's display channel clients, in the order the
+        clients connected (start() connects them one after the other)."""
+        return DCC_NEW_RE.findall(self.read_log(self.h))
+
+    def lag_for_sure(self, a, dcc):
+        """Draw (bounded) until DCC, frozen client A's, lags: a client
+        frozen before its socket filled may catch up once or twice.
+        Returns whether it lags."""
+        deadline = time.monotonic() + BOUND
+        while dcc not in self.lagging() and time.monotonic() < deadline:
+            self.push_until_taken(stall.RING_SIZE, a)
+        return dcc in self.lagging() and a.stopped()
+
     def push_until_taken(self, n, a):
         """Push N draws, ring by ring; True if the worker took them all
         within BOUND while A stayed frozen."""
@@ -281,11 +501,11 @@ class LagScenario(st.Scenario):
                 return False
             time.sleep(0.005)
 
-    def start_lagging(self):
+    def start_lagging(self, trace=st.TRACE):
         """start(), freeze A, draw until spice-server says a client lags
         (bounded).  Returns (harness, A, B, B's invalidate events so far,
         whether a client lags)."""
-        h = self.start()
+        h = self.start(trace=trace)
         a, b = self.clients
         a.freeze()
         seen_b = b.count('invalidate')
@@ -295,9 +515,57 @@ class LagScenario(st.Scenario):
         self.log('lag lines: ' + '; '.join(LAG_RE.findall(self.read_log(h))))
         return h, a, b, seen_b, self.lags() > 0
 
+    def draw_for(self, seconds, tick=None, every=1.0):
+        """Keep the command ring topped up with draws for SECONDS (the
+        drawable blocks are used again once every draw has been taken);
+        TICK(now, taken) every EVERY seconds.  Returns the draws the worker
+        took meanwhile (ring consumption)."""
+        h = self.h
+        t0 = time.monotonic()
+        cons0 = cons = h.ring_state()[1]
+        next_tick = t0 + every
+        while True:
+            now = time.monotonic()
+            if tick and now >= next_tick:
+                tick(now, (cons - cons0) % 2**32)
+                next_tick += every
+            if now >= t0 + seconds:
+                break
+            prod, cons = h.ring_state()
+            if prod == cons and h.draws_pushed + stall.RING_SIZE > h.max_draws:
+                h.draws_pushed = 0
+            if (prod - cons) % 2**32 < stall.RING_SIZE:
+                h.push_draws(stall.RING_SIZE)
+            else:
+                h._check_alive('while drawing')
+                time.sleep(0.002)
+        return (h.ring_state()[1] - cons0) % 2**32
+
+    def push_cmd(self, data, cmd_type):
+        """Put a command (DATA, written to a block of its own past the
+        drawables) on the ring, which must have room, and notify.  Returns
+        the block's guest address."""
+        h = self.h
+        base = (h.draw_base + h.max_draws * h.DRAWABLE_BLOCK + 0xfff) & ~0xfff
+        self.n_cmds = getattr(self, 'n_cmds', 0) + 1
+        blk = base + 256 * self.n_cmds
+        data = data if isinstance(data, bytes) else data(blk)
+        assert self.n_cmds < 128 and len(data) <= 256
+        h.qt.write(blk, data)
+        prod, cons = h.ring_state()
+        if (prod - cons) % 2**32 >= stall.RING_SIZE:
+            raise HarnessError('no room in the ring for a command')
+        h.qt.write(h.ram + stall.RING_ITEMS + (prod % stall.RING_SIZE) * 16,
+                   bytes(stall.QXLCommand(data=h.phys(blk), type=cmd_type)))
+        h.qt.writel(h.ram + stall.RING_PROD, (prod + 1) % 2**32)
+        h.qt.outb(h.io_base + stall.QXL_IO_NOTIFY_CMD, 0)
+        return blk
+
     def close(self):
         for c in self.clients:
             c.close()
+        if getattr(self, 'proxy', None):
+            self.proxy.close()
         super().close()
 
 
@@ -437,6 +705,231 @@ def case_stop(c, s):
         q.close()
 
 
+SURF_ID, SURF_W, SURF_H = 1, 128, 128
+# what a port asks of spice-server, in the device's trace (upstream's names)
+HANDED_RE = {
+    QXL_IO_FLUSH_SURFACES_ASYNC: r'qxl_spice_flush_surfaces_async',
+    QXL_IO_DESTROY_SURFACE_WAIT: r'qxl_spice_destroy_surface_wait ',
+    QXL_IO_DESTROY_SURFACE_ASYNC: r'qxl_spice_destroy_surface_wait ',
+    QXL_IO_DESTROY_ALL_SURFACES: r'qxl_spice_destroy_surfaces ',
+    QXL_IO_DESTROY_ALL_SURFACES_ASYNC: r'qxl_spice_destroy_surfaces ',
+    stall.QXL_IO_CREATE_PRIMARY_ASYNC: r'qxl_create_guest_primary ',
+    stall.QXL_IO_DESTROY_PRIMARY_ASYNC: r'qxl_destroy_primary ',
+    stall.QXL_IO_MEMSLOT_ADD_ASYNC: r'qxl_memslot_add_guest ',
+}
+SURFACES_TRACE = st.TRACE + sum((['-trace', t] for t in (
+    'qxl_spice_flush_surfaces_async', 'qxl_spice_destroy_surface_wait',
+    'qxl_spice_destroy_surfaces', 'qxl_create_guest_primary', 'qxl_destroy_primary',
+    'qxl_memslot_add_guest', 'qxl_set_guest_bug')), [])
+GUEST_BUG_RE = re.compile(r'qxl_set_guest_bug')
+
+
+def case_surfaces(c, s):
+    h, a, b, seen_b, _ = s.start_lagging(trace=SURFACES_TRACE)
+    dcc_a = s.dccs()[0]
+    lagged = s.lag_for_sure(a, dcc_a)
+    ups_a = len([p for p in CATCH_UP_RE.findall(s.read_log(h)) if p == dcc_a])
+    surf_data = ((h.draw_base + h.max_draws * h.DRAWABLE_BLOCK + 0xfff) & ~0xfff) + 0x8000
+    if surf_data + SURF_W * SURF_H * 4 > h.free_end:
+        raise HarnessError('no room for the off-screen surface in BAR0')
+    res_sync, res_async = {'A lags': lagged}, {}
+    not_lagging = []     # ops written while A, frozen, had caught up
+
+    def create_surface():
+        """Surface SURF_ID created, and a fill drawn on it, through the ring."""
+        s.push_until_taken(0, a)
+        s.push_cmd(lambda blk: bytes(QXLSurfaceCmd(
+            release_info=blk, surface_id=SURF_ID, type=QXL_SURFACE_CMD_CREATE,
+            format=stall.SPICE_SURFACE_FMT_32_xRGB, width=SURF_W, height=SURF_H,
+            stride=SURF_W * 4, data=h.phys(surf_data))), QXL_CMD_SURFACE)
+
+        def fill(blk):
+            d = bytearray(h._fill_bytes(blk, 0, 0, SURF_W, SURF_H, 0x00336699))
+            d[8:12] = struct.pack('<I', SURF_ID)       # QXLDrawable.surface_id
+            return bytes(d)
+        s.push_cmd(fill, stall.QXL_CMD_DRAW)
+
+    def destroy_surface():
+        """Surface SURF_ID's destruction queued (the ring), as a driver
+        does before it waits for it with DESTROY_SURFACE_WAIT(_ASYNC)."""
+        s.push_cmd(lambda blk: bytes(QXLSurfaceCmd(
+            release_info=blk, surface_id=SURF_ID, type=QXL_SURFACE_CMD_DESTROY)),
+            QXL_CMD_SURFACE)
+
+    def op(name, port, value=0, primary=True):
+        """Port PORT from the vCPU while A is frozen, with a ring of draws
+        queued before it when there is a primary surface of full size; a
+        synchronous port must return, an _ASYNC one raise IO_CMD (the guest
+        polls int_pending for it and clears it).  Either way the device
+        must have handed it to spice-server (its trace line)."""
+        if primary:
+            s.push_until_taken(stall.RING_SIZE, a)
+            h.push_draws(stall.RING_SIZE)
+        handed = re.compile(HANDED_RE[port])
+        n = len(handed.findall(s.read_log(h)))
+        h.qt.writel(h.int_pending, 0)
+        if port < stall.QXL_IO_UPDATE_AREA_ASYNC:
+            r = h.guest_run(h.io_base + port, value=value, timeout=BOUND)
+            done, res = r['outs'] == 1, res_sync
+        else:
+            r = h.guest_run(h.io_base + port, value=value, intaddr=h.int_pending,
+                            intmask=stall.QXL_INTERRUPT_IO_CMD, waitlim=0xffffffff,
+                            timeout=BOUND)
+            done, res = r['outs'] == 1 and r['timeouts'] == 0, res_async
+        handed_n = len(handed.findall(s.read_log(h))) - n
+        name = f'{len(res_sync) + len(res_async)} {name}'
+        res[name] = done and handed_n == 1 and a.stopped()
+        if dcc_a not in s.lagging():
+            not_lagging.append(name)
+        s.log(f'{name}: done {done}, handed to spice-server {handed_n}, A stopped '
+              f'{a.stopped()}, A lags {dcc_a in s.lagging()}')
+
+    def new_primary(width, height):
+        set_primary(h, width, height)
+        op(f'CREATE_PRIMARY_ASYNC {width}x{height}', stall.QXL_IO_CREATE_PRIMARY_ASYNC,
+           primary=False)
+        # like a driver, clear the new surface before drawing on it
+        h.push_fill(0, 0, width, height, 0x000000)
+
+    create_surface()
+    op('FLUSH_SURFACES_ASYNC', QXL_IO_FLUSH_SURFACES_ASYNC)
+    destroy_surface()
+    op('DESTROY_SURFACE_WAIT', QXL_IO_DESTROY_SURFACE_WAIT, SURF_ID)
+    create_surface()
+    destroy_surface()
+    op('DESTROY_SURFACE_ASYNC', QXL_IO_DESTROY_SURFACE_ASYNC, SURF_ID)
+    create_surface()
+    # every surface, the primary too
+    op('DESTROY_ALL_SURFACES', QXL_IO_DESTROY_ALL_SURFACES)
+    new_primary(WIDTH, HEIGHT)
+    create_surface()
+    op('DESTROY_ALL_SURFACES_ASYNC', QXL_IO_DESTROY_ALL_SURFACES_ASYNC)
+    # then a primary of another size and back (the clients make a new
+    # picture each time, see case primary)
+    new_primary(WIDTH // 2, HEIGHT // 2)
+    op('DESTROY_PRIMARY_ASYNC', stall.QXL_IO_DESTROY_PRIMARY_ASYNC, primary=False)
+    new_primary(WIDTH, HEIGHT)
+    slot = stall.QXLMemSlot(h.bar0, h.bar0 + h.rom.ram_header_offset)
+    h.qt.write(h.ram + ram_off('mem_slot'), bytes(slot))
+    op('MEMSLOT_ADD_ASYNC', stall.QXL_IO_MEMSLOT_ADD_ASYNC, h.slot_id + 1)
+
+    s.push_until_taken(stall.RING_SIZE, a)
+    res_async['B updated'] = b.wait_count('invalidate', seen_b + 2, BOUND) and a.stopped()
+    log = s.read_log(h)
+    bugs = len(GUEST_BUG_RE.findall(log))
+    ups_a = len([p for p in CATCH_UP_RE.findall(log) if p == dcc_a]) - ups_a
+    why = (f'A lags at the end: {dcc_a in s.lagging()} (caught up meanwhile, frozen: '
+           f'{ups_a} time(s); ops written while it did not lag: {not_lagging}); '
+           f'B disconnected: {b.disconnected()}; flush timeout: '
+           f'{s.spice_timeout()}; guest bugs: {bugs}')
+    c.check('sync', all(res_sync.values()) and not bugs and not s.spice_timeout(),
+            f'returned while A is stopped: {res_sync}; {why}')
+    c.check('async', all(res_async.values()) and not bugs and not b.disconnected()
+            and not s.spice_timeout(),
+            f'IO_CMD while A is stopped: {res_async}; {why}')
+
+    # more drawing, the last of it a known fill; then A reads again
+    h.push_fill(*FILL_RECT, FILL_COLOR)
+    s.push_until_taken(0, a)
+    h.set_update_area()
+    r = h.guest_run(h.io_base + stall.QXL_IO_UPDATE_AREA, timeout=BOUND)
+    filled = st.rect_is_fill(h.read_surface_rect(*FILL_RECT))
+    frozen = a.stopped()
+    caught_up = s.lag_then_thaw(a)
+    ok_a, why_a = converge(a, h, TIMEOUT)
+    ok_b, why_b = converge(b, h, TIMEOUT)
+    for cl in (a, b):
+        s.log(f'client {cl.name} primary events: ' + str(
+            [(e['event'], e.get('width')) for e in cl.events
+             if 'primary' in e['event'] or 'channel' in e['event']]))
+    c.check('picture', r['outs'] == 1 and filled and frozen and caught_up and ok_a
+            and ok_b and not a.disconnected() and not b.disconnected(),
+            f'final UPDATE_AREA returned while A was stopped: {frozen}, fill in the '
+            f'framebuffer: {filled}; after the thaw spice-server said A caught up: '
+            f'{caught_up}; A\'s picture vs the framebuffer: {why_a}; B\'s: {why_b}')
+
+
+# Case rss (see the module docstring for the bound and the timing).
+RSS_SECONDS = float(os.environ.get('LAG_RSS_SECONDS', 60))
+# A is frozen this long after its main channel opened: then the ping
+# spice-server sends it 15 s after the first one has been answered, and
+# the next one, unanswered, is sent after the connectivity check of 30 s,
+# so the check that drops it comes 90 s after the channel opened, 68 s
+# after the freeze.
+RSS_FREEZE_AT = 22.0
+MAX_PIPE_BYTES = 8 << 20           # spice-server series, dcc.h
+RSS_BOUND_KIB = (2 * MAX_PIPE_BYTES + (4 << 20)) >> 10
+
+
+def case_rss(c, s):
+    h = s.start(trace=['-trace', 'runstate_set'])
+    a, b = s.clients
+    pid = h.proc.pid
+    watch = LogWatch(h.qemu_log)
+    t_main = a.wait('channel-opened', TIMEOUT, type='main')['t']
+    rss_start = vm_rss_kib(pid)
+    warm = []
+    # both clients read while the guest draws: the RSS QEMU has with them
+    taken_warm = s.draw_for(t_main + RSS_FREEZE_AT - time.monotonic(),
+                            lambda now, n: warm.append(vm_rss_kib(pid)))
+    dcc_a, dcc_b = watch.poll().dccs[:2]
+    rss_freeze = vm_rss_kib(pid)
+    bound = rss_freeze + RSS_BOUND_KIB
+    a.freeze()
+    t_freeze = time.monotonic()
+    seen_b = b.count('invalidate')
+    samples = []     # (seconds since the freeze, RSS, draws taken, A stopped,
+    #                   A lags since, B's invalidate events)
+
+    def tick(now, taken):
+        watch.poll()
+        samples.append((now - t_freeze, vm_rss_kib(pid), taken, a.stopped(),
+                        watch.lagging_since(dcc_a), b.count('invalidate')))
+    taken = s.draw_for(RSS_SECONDS, tick, every=0.5)
+    watch.poll()
+    s.log(f'rss samples: {samples}')
+
+    # the precondition: A frozen throughout, lagging from at most BOUND
+    # s after the freeze to the end, never dropped; B connected, updated
+    since = watch.lagging_since(dcc_a)
+    lag_s = since - t_freeze if since else None
+    stopped = all(x[3] for x in samples)
+    b_counts = [x[5] for x in samples]
+    quarters = [b_counts[int(len(b_counts) * k / 4)] for k in range(4)] + [b_counts[-1]]
+    b_updated = all(q1 > q0 for q0, q1 in zip([seen_b] + quarters[1:], quarters[1:]))
+    c.check('frozen', stopped and lag_s is not None and lag_s <= BOUND
+            and not watch.unresponsive and not watch.timeouts and b_updated
+            and not b.disconnected(),
+            f'A stopped at all {len(samples)} samples: {stopped}; A lags without '
+            f'catching up since {lag_s if lag_s is None else round(lag_s, 1)} s after '
+            f'the freeze (lag/catch-up lines for A: {watch.count(dcc_a, "lags")}/'
+            f'{watch.count(dcc_a, "caught up")}, for B: {watch.count(dcc_b, "lags")}/'
+            f'{watch.count(dcc_b, "caught up")}); clients dropped as unresponsive: '
+            f'{len(watch.unresponsive)}; flush timeouts: {len(watch.timeouts)}; B '
+            f'updated in each quarter: {b_updated} (invalidate events '
+            f'{[seen_b] + quarters[1:]}), disconnected: {b.disconnected()}')
+
+    # the worker took draws all along: in every 5 s of the window
+    slices = {}
+    for t, _, n, *_ in samples:
+        slices.setdefault(int(t // 5), n)
+    per_slice = [n1 - n0 for n0, n1 in zip([0] + list(slices.values()),
+                                           list(slices.values())[1:] + [taken])]
+    c.check('drawing', all(n > 0 for n in per_slice) and len(per_slice) >= RSS_SECONDS // 5,
+            f'{taken} draws taken in {RSS_SECONDS:.0f} s behind frozen A '
+            f'({taken * 256 // 1024} MiB of 256x256 images), per 5 s: {per_slice}; '
+            f'before the freeze, both clients reading: {taken_warm}')
+
+    rss_max, t_max = max((x[1], x[0]) for x in samples)
+    c.check('rss', rss_max <= bound,
+            f'QEMU VmRSS: {rss_start} KiB with both clients connected, max '
+            f'{max(warm or [0])} KiB over {RSS_FREEZE_AT:.0f} s of drawing with both '
+            f'reading, {rss_freeze} KiB at the freeze; max {rss_max} KiB '
+            f'({(rss_max - rss_freeze) / 1024:+.1f} MiB, {t_max:.1f} s after the '
+            f'freeze), last {samples[-1][1]} KiB; bound {bound} KiB (+'
+            f'{RSS_BOUND_KIB >> 10} MiB)')
+
+
 CASES = [
     ('frozen', case_frozen, [
         ('taken', 'the worker keeps taking draws while client A is frozen (A lags)'),
@@ -452,6 +945,20 @@ CASES = [
         ('savevm', 'savevm completes while client A is frozen (A lags)'),
         ('running', 'then the VM draws on and a sync UPDATE_AREA returns, A still frozen'),
         ('quit', 'quit: QEMU exits while A is frozen')]),
+    ('surfaces', case_surfaces, [
+        ('sync', 'sync DESTROY_SURFACE_WAIT and DESTROY_ALL_SURFACES return while client '
+                 'A is frozen (A lags)'),
+        ('async', 'FLUSH_SURFACES_ASYNC, DESTROY_SURFACE_ASYNC, DESTROY_ALL_SURFACES_ASYNC, '
+                  'CREATE_PRIMARY_ASYNC, DESTROY_PRIMARY_ASYNC, MEMSLOT_ADD_ASYNC raise '
+                  'IO_CMD while A is frozen; B is updated, never disconnected'),
+        ('picture', 'after the thaw A catches up: A\'s and B\'s pictures equal the '
+                    'guest framebuffer')]),
+    ('rss', case_rss, [
+        ('frozen', 'client A stays frozen and lagging for %d s of drawing, never dropped; '
+                   'B is updated throughout' % RSS_SECONDS),
+        ('drawing', 'the worker takes draws all along'),
+        ('rss', 'QEMU\'s RSS stays within RSS at the freeze + %d MiB'
+                % (RSS_BOUND_KIB >> 10))]),
 ]
 
 
