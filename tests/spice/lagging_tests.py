@@ -36,11 +36,63 @@ area remembered, and when A reads again it gets that area as an image.
              snapshot exists; the worker then takes draws and a synchronous
              UPDATE_AREA returns; `quit` makes QEMU exit.  With Debian's
              library spice-server's stop waits for A up to twice 30 s.
+  4 surfaces while A is frozen and lags (spice-server's lag line for A's own
+             display channel client, the first to connect), the ports that
+             cases 1 and 2 leave out, each written by the vCPU and each
+             handed to spice-server (the device's trace line): off-screen
+             surface 1 created (a QXL_CMD_SURFACE, a fill drawn on it) and
+             FLUSH_SURFACES_ASYNC; its destruction (QXL_SURFACE_CMD_DESTROY)
+             waited for with the synchronous DESTROY_SURFACE_WAIT, then again
+             with DESTROY_SURFACE_ASYNC; synchronous DESTROY_ALL_SURFACES
+             (the primary too), CREATE_PRIMARY_ASYNC; DESTROY_ALL_SURFACES_-
+             ASYNC; CREATE_PRIMARY_ASYNC at half the size,
+             DESTROY_PRIMARY_ASYNC, CREATE_PRIMARY_ASYNC at full size;
+             MEMSLOT_ADD_ASYNC.  A synchronous port's write returns; an
+             _ASYNC one raises QXL_INTERRUPT_IO_CMD (the guest polls
+             int_pending for it).  (There is no synchronous FLUSH_SURFACES
+             port; UPDATE_AREA_ASYNC is case 1's.)  No guest bug, no flush
+             timeout; B is updated, never disconnected.  After the thaw A's
+             and B's pictures equal the guest framebuffer (the last primary
+             is of a new size, cleared by a fill: see case 2).
+  5 rss      A and B read while the guest draws for RSS_FREEZE_AT (20) s
+             after A's main channel opened; then A is frozen and the guest
+             draws for LAG_RSS_SECONDS (60) s more, QEMU's VmRSS sampled
+             every 0.5 s.  Precondition: A stopped at every sample, lagging
+             from at most STALL_TEST_BOUND s after the freeze to the end
+             without catching up, never dropped by spice-server, B updated
+             in each quarter of the window.  The worker must take draws in
+             every 5 s of the window (ring consumption).  The bound: the
+             RSS at the freeze (a level reached with both clients reading
+             the same drawing) + 20 MiB: a client's queue may hold
+             MAX_PIPE_BYTES (8 MiB) of image data before it lags, counted
+             as if spice-server held copies, for A and for B (healthy, but
+             flooded with 256 KiB images it lags now and then), plus 4 MiB
+             for the rest (50 items a client, the catch-up image of a
+             640x480 primary, 1.2 MiB, for each, allocator rounding).
+             A lagging client holds only its region, so nothing else may
+             grow: some 200,000 draws in the window, so keeping 100 bytes a
+             draw exceeds the bound.  Timing: spice-server drops a client
+             that does not answer a ping (its main channel: pings 15 s
+             apart, a connectivity check every 30 s, two checks without an
+             answer).  Frozen 20 s after its main channel opened, A has
+             answered the ping of 15 s and misses the one sent just after
+             the check of 30 s: it is dropped 90 s after the channel opened,
+             70 s after the freeze (measured: 70.0 s), after the window.
+             (Frozen at once, it would be dropped 60 s after the freeze.)
+  6 slow     client S connects through a proxy in this script that lets
+             SLOW_RATE (256 KiB/s) through from the server to it (every
+             channel, together; its receive buffer small, so what the link
+             cannot carry stays in spice-server), B directly; the guest
+             draws for 5 s, then an opaque fill of a known colour,
+             rendered by a synchronous UPDATE_AREA.  The proxy must have
+             held data back and spice-server must have said S lags; then
+             S's picture, like B's, equals the framebuffer (bounded wait).
 
 Every wait is bounded (STALL_TEST_BOUND, default 20 s, under spice-server's
 30 s timeout, for what must happen while A is frozen; STALL_TEST_TIMEOUT,
-default 120 s, otherwise); nothing is timed.  "Frozen" is proven, not
-assumed: A's process state is 'T' (stopped) when each check is made.
+default 120 s, otherwise); nothing is timed but case 5's windows.
+"Frozen" is proven, not assumed: A's process state is 'T' (stopped) when
+each check is made.
 
 Output: TAP lines, "#" diagnostics, last line "N passed, N failed"; exit
 status 1 on a failure.  Logs: STALL_TEST_DIR (default
@@ -541,6 +593,47 @@ class LagScenario(st.Scenario):
                 time.sleep(0.002)
         return (h.ring_state()[1] - cons0) % 2**32
 
+    def last_fill(self, a):
+        """The last drawing: a ring of draws, then an opaque fill of a known
+        colour, every one taken (bounded), rendered by the vCPU's
+        synchronous UPDATE_AREA over the primary.  A: the client whose
+        process state push_until_taken() reports.  Returns (the write
+        returned, the fill is in the framebuffer)."""
+        h = self.h
+        self.push_until_taken(stall.RING_SIZE, a)
+        h.push_fill(*FILL_RECT, FILL_COLOR)
+        self.push_until_taken(0, a)
+        h.set_update_area()
+        r = h.guest_run(h.io_base + stall.QXL_IO_UPDATE_AREA, timeout=BOUND)
+        return r['outs'] == 1, st.rect_is_fill(h.read_surface_rect(*FILL_RECT))
+
+    def picture_after_thaw(self, a, b):
+        """The last fill rendered while A (frozen) lags, then A thawed:
+        (whether it caught up and A's and B's pictures equal the
+        framebuffer, and the details)."""
+        returned, filled = self.last_fill(a)
+        frozen = a.stopped()
+        # (a client that caught up while frozen, its socket not full yet,
+        # gets drawing again: draw until it lags for sure, the fill left in
+        # place)
+        caught_up = self.lag_then_thaw(a)
+        ok_a, why_a = converge(a, self.h, TIMEOUT)
+        ok_b, why_b = converge(b, self.h, TIMEOUT)
+        prim = {}
+        for cl in (a, b):
+            prim[cl.name] = [(e['event'][8:], e.get('width')) for e in cl.events
+                             if e['event'] in ('primary-create', 'primary-destroy')]
+            self.log(f'client {cl.name} primary events: ' + str(
+                [(e['event'], e.get('width'), round(e['t'], 3)) for e in cl.events
+                 if 'primary' in e['event']]))
+        ok = returned and filled and frozen and caught_up and ok_a and ok_b \
+            and not a.disconnected() and not b.disconnected()
+        return ok, (f'final UPDATE_AREA returned while A was stopped: {frozen}, fill '
+                    f'in the framebuffer: {filled}; after the thaw spice-server said A '
+                    f'caught up: {caught_up}; A\'s picture vs the framebuffer: {why_a}; '
+                    f'B\'s: {why_b}' + ('' if ok_a and ok_b else
+                                         f'; primary surface events: {prim}'))
+
     def push_cmd(self, data, cmd_type):
         """Put a command (DATA, written to a block of its own past the
         drawables) on the ring, which must have room, and notify.  Returns
@@ -601,26 +694,7 @@ def case_frozen(c, s):
             f'disconnected: {b.disconnected()}; flush timeout: {timeout_line}')
 
     # more drawing, the last of it a known fill; then A reads again
-    s.push_until_taken(stall.RING_SIZE, a)
-    h.push_fill(*FILL_RECT, FILL_COLOR)
-    s.push_until_taken(0, a)
-    r = h.guest_run(h.io_base + stall.QXL_IO_UPDATE_AREA, timeout=BOUND)
-    filled = st.rect_is_fill(h.read_surface_rect(*FILL_RECT))
-    frozen = a.stopped()
-    # (a client that caught up while frozen, its socket not full yet, gets
-    # drawing again: draw until it lags for sure, the fill left in place)
-    caught_up = s.lag_then_thaw(a)
-    ok_a, why_a = converge(a, h, TIMEOUT)
-    ok_b, why_b = converge(b, h, TIMEOUT)
-    for cl in (a, b):
-        s.log(f'client {cl.name} primary events: ' + str(
-            [(e['event'], e.get('width')) for e in cl.events
-             if 'primary' in e['event']]))
-    c.check('picture', r['outs'] == 1 and filled and frozen and caught_up and ok_a
-            and ok_b and not a.disconnected() and not b.disconnected(),
-            f'final UPDATE_AREA returned while A was stopped: {frozen}, fill in the '
-            f'framebuffer: {filled}; after the thaw spice-server said A caught up: '
-            f'{caught_up}; A\'s picture vs the framebuffer: {why_a}; B\'s: {why_b}')
+    c.check('picture', *s.picture_after_thaw(a, b))
 
 
 def case_primary(c, s):
@@ -829,24 +903,7 @@ def case_surfaces(c, s):
             f'IO_CMD while A is stopped: {res_async}; {why}')
 
     # more drawing, the last of it a known fill; then A reads again
-    h.push_fill(*FILL_RECT, FILL_COLOR)
-    s.push_until_taken(0, a)
-    h.set_update_area()
-    r = h.guest_run(h.io_base + stall.QXL_IO_UPDATE_AREA, timeout=BOUND)
-    filled = st.rect_is_fill(h.read_surface_rect(*FILL_RECT))
-    frozen = a.stopped()
-    caught_up = s.lag_then_thaw(a)
-    ok_a, why_a = converge(a, h, TIMEOUT)
-    ok_b, why_b = converge(b, h, TIMEOUT)
-    for cl in (a, b):
-        s.log(f'client {cl.name} primary events: ' + str(
-            [(e['event'], e.get('width')) for e in cl.events
-             if 'primary' in e['event'] or 'channel' in e['event']]))
-    c.check('picture', r['outs'] == 1 and filled and frozen and caught_up and ok_a
-            and ok_b and not a.disconnected() and not b.disconnected(),
-            f'final UPDATE_AREA returned while A was stopped: {frozen}, fill in the '
-            f'framebuffer: {filled}; after the thaw spice-server said A caught up: '
-            f'{caught_up}; A\'s picture vs the framebuffer: {why_a}; B\'s: {why_b}')
+    c.check('picture', *s.picture_after_thaw(a, b))
 
 
 # Case rss (see the module docstring for the bound and the timing).
@@ -856,7 +913,7 @@ RSS_SECONDS = float(os.environ.get('LAG_RSS_SECONDS', 60))
 # the next one, unanswered, is sent after the connectivity check of 30 s,
 # so the check that drops it comes 90 s after the channel opened, 68 s
 # after the freeze.
-RSS_FREEZE_AT = 22.0
+RSS_FREEZE_AT = 20.0
 MAX_PIPE_BYTES = 8 << 20           # spice-server series, dcc.h
 RSS_BOUND_KIB = (2 * MAX_PIPE_BYTES + (4 << 20)) >> 10
 
@@ -885,6 +942,9 @@ def case_rss(c, s):
         watch.poll()
         samples.append((now - t_freeze, vm_rss_kib(pid), taken, a.stopped(),
                         watch.lagging_since(dcc_a), b.count('invalidate')))
+        if now - t_freeze > BOUND and not watch.count(dcc_a, 'lags'):
+            raise HarnessError(f'spice-server never said frozen client A lags '
+                               f'({BOUND} s after the freeze; {taken} draws taken)')
     taken = s.draw_for(RSS_SECONDS, tick, every=0.5)
     watch.poll()
     s.log(f'rss samples: {samples}')
@@ -902,20 +962,18 @@ def case_rss(c, s):
             and not b.disconnected(),
             f'A stopped at all {len(samples)} samples: {stopped}; A lags without '
             f'catching up since {lag_s if lag_s is None else round(lag_s, 1)} s after '
-            f'the freeze (lag/catch-up lines for A: {watch.count(dcc_a, "lags")}/'
+            f'the freeze, its main channel opened {t_freeze - t_main:.1f} s before it (lag/catch-up lines for A: {watch.count(dcc_a, "lags")}/'
             f'{watch.count(dcc_a, "caught up")}, for B: {watch.count(dcc_b, "lags")}/'
             f'{watch.count(dcc_b, "caught up")}); clients dropped as unresponsive: '
-            f'{len(watch.unresponsive)}; flush timeouts: {len(watch.timeouts)}; B '
+            f'{[round(t - t_freeze, 1) for t in watch.unresponsive]} s after the freeze; flush timeouts: {len(watch.timeouts)}; B '
             f'updated in each quarter: {b_updated} (invalidate events '
             f'{[seen_b] + quarters[1:]}), disconnected: {b.disconnected()}')
 
     # the worker took draws all along: in every 5 s of the window
-    slices = {}
-    for t, _, n, *_ in samples:
-        slices.setdefault(int(t // 5), n)
-    per_slice = [n1 - n0 for n0, n1 in zip([0] + list(slices.values()),
-                                           list(slices.values())[1:] + [taken])]
-    c.check('drawing', all(n > 0 for n in per_slice) and len(per_slice) >= RSS_SECONDS // 5,
+    ends = [max([0] + [n for t, _, n, *_ in samples if t <= k * 5])
+            for k in range(1, int(RSS_SECONDS // 5))] + [taken]
+    per_slice = [n1 - n0 for n0, n1 in zip([0] + ends, ends)]
+    c.check('drawing', all(n > 0 for n in per_slice),
             f'{taken} draws taken in {RSS_SECONDS:.0f} s behind frozen A '
             f'({taken * 256 // 1024} MiB of 256x256 images), per 5 s: {per_slice}; '
             f'before the freeze, both clients reading: {taken_warm}')
@@ -928,6 +986,53 @@ def case_rss(c, s):
             f'({(rss_max - rss_freeze) / 1024:+.1f} MiB, {t_max:.1f} s after the '
             f'freeze), last {samples[-1][1]} KiB; bound {bound} KiB (+'
             f'{RSS_BOUND_KIB >> 10} MiB)')
+
+
+# Case slow: the link's rate (bytes/s, server to client) and how long the
+# guest draws before its last fill.
+SLOW_RATE = 256 * 1024
+SLOW_DRAW_SECONDS = 5.0
+
+
+def case_slow(c, s):
+    # client S through the throttling proxy, B directly; S connects first
+    h = s.start(clients=())
+    s.proxy = proxy = ThrottleProxy(h.spice_port, SLOW_RATE)
+    for name, port in (('S', proxy.port), ('B', None)):
+        cl = Client(h, name, port)
+        s.clients.append(cl)
+        cl.wait('primary-create', TIMEOUT, width=WIDTH)
+    slow, b = s.clients
+    watch = LogWatch(h.qemu_log).poll()
+    dcc_s, dcc_b = watch.dccs[:2]
+    before = proxy.stats()
+    taken = s.draw_for(SLOW_DRAW_SECONDS)
+    returned, filled = s.last_fill(slow)
+    t_end = time.monotonic()
+    at_end = proxy.stats()
+    ok_s, why_s = converge(slow, h, TIMEOUT)
+    t_conv = time.monotonic()
+    ok_b, why_b = converge(b, h, TIMEOUT)
+    after = proxy.stats()
+    watch.poll()
+    lags_s = watch.count(dcc_s, 'lags')
+    display = sum(n for ty, n in after['channels'].values() if ty == 2)
+    span = after['last'] - after['first']
+    rate = after['s2c'] / span if span > 0 else 0
+    s.log(f'proxy: before drawing {before}, at the end of it {at_end}, after {after}')
+    c.check('throttled', after['held_s'] > 0 and lags_s > 0 and display > 0
+            and not slow.disconnected() and not b.disconnected(),
+            f'the proxy forwarded {after["s2c"]} bytes server to client ({display} on the '
+            f'display channel) in {span:.1f} s: {rate / 1024:.0f} KiB/s, limit '
+            f'{SLOW_RATE >> 10} KiB/s; data waited for the link {after["held_s"]:.1f} s in '
+            f'all; {at_end["s2c"] - before["s2c"]} bytes during the {SLOW_DRAW_SECONDS:.0f} s '
+            f'of drawing ({taken} draws taken, {taken * 256 // 1024} MiB of images), '
+            f'{after["s2c"] - at_end["s2c"]} after it; spice-server said S lags {lags_s} '
+            f'time(s) (B: {watch.count(dcc_b, "lags")}); S disconnected: '
+            f'{slow.disconnected()}, B: {b.disconnected()}')
+    c.check('picture', returned and filled and ok_s and ok_b,
+            f'the last fill in the framebuffer: {filled}; S\'s picture vs the framebuffer: '
+            f'{why_s} ({t_conv - t_end:.1f} s after the drawing ended); B\'s: {why_b}')
 
 
 CASES = [
@@ -959,6 +1064,11 @@ CASES = [
         ('drawing', 'the worker takes draws all along'),
         ('rss', 'QEMU\'s RSS stays within RSS at the freeze + %d MiB'
                 % (RSS_BOUND_KIB >> 10))]),
+    ('slow', case_slow, [
+        ('throttled', 'client S behind a %d KiB/s link falls behind (S lags), '
+                      'stays connected' % (SLOW_RATE >> 10)),
+        ('picture', 'once the drawing ended, S\'s picture, like B\'s, equals the guest '
+                    'framebuffer')]),
 ]
 
 
