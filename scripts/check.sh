@@ -22,6 +22,7 @@ passed=0
 failed=0
 failures=()
 timings=()
+todos=()
 
 pass() { passed=$((passed + 1)); echo "ok - $*"; }
 fail() { failed=$((failed + 1)); failures+=("$*"); echo "not ok - $*"; }
@@ -36,9 +37,13 @@ run_tap() {
     local rc=$?
     timings+=("$(printf '%5d s  %s' $((SECONDS - start)) "$name")")
     local p f
-    p=$(grep -c -E '^ *ok [0-9]+' "$log")
-    f=$(grep -c -E '^ *not ok [0-9]+' "$log")
+    # "# TODO": a check of a known bug, listed at the end, counted neither way
+    p=$(grep -E '^ *ok [0-9]+' "$log" | grep -c -v '# TODO ')
+    f=$(grep -E '^ *not ok [0-9]+' "$log" | grep -c -v '# TODO ')
     grep -E '^ *(not )?ok [0-9]+' "$log" | sed "s|^ *|    $name: |"
+    while IFS= read -r line; do
+        todos+=("$name: $line")
+    done < <(grep -E '^ *(not )?ok [0-9]+.*# TODO ' "$log")
     passed=$((passed + p))
     failed=$((failed + f))
     if [ "$f" -gt 0 ]; then
@@ -57,6 +62,10 @@ finish() {
     if [ ${#timings[@]} -gt 0 ]; then
         echo "Time per part (whole check: $SECONDS s):"
         printf '  %s\n' "${timings[@]}"
+    fi
+    if [ ${#todos[@]} -gt 0 ]; then
+        echo "Known bugs (TAP TODO; counted neither as passed nor failed):"
+        printf '  %s\n' "${todos[@]}"
     fi
     if [ ${#failures[@]} -gt 0 ]; then
         echo "Failures:"

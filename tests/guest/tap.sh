@@ -46,6 +46,19 @@ ok_skip() {
     tap_diag "${3:-}"
 }
 
+# ok_todo RC DESCRIPTION ISSUE [DIAGNOSTIC]: a check of a known bug,
+# reported as TAP "# TODO ISSUE" and counted neither as passed nor failed
+# (scripts/check.sh lists it)
+ok_todo() {
+    n=$((n + 1))
+    if [ "$1" = 0 ]; then
+        echo "ok $n - $2 # TODO $3"
+    else
+        echo "not ok $n - $2 # TODO $3"
+        tap_diag "${4:-}"
+    fi
+}
+
 tap_diag() { [ -z "$1" ] || printf '%s\n' "$1" | sed 's/^/#   /'; }
 
 note() { printf '# %s\n' "$*"; }

@@ -902,8 +902,14 @@ def case_surfaces(c, s):
             and not s.spice_timeout(),
             f'IO_CMD while A is stopped: {res_async}; {why}')
 
-    # more drawing, the last of it a known fill; then A reads again
-    c.check('picture', *s.picture_after_thaw(a, b))
+    # more drawing, the last of it a known fill; then A reads again.  A
+    # known bug of the spice-server series (issue 14): when B lags for a
+    # moment around DESTROY_ALL_SURFACES, spice-server sends it the old
+    # primary's destruction after the new one's creation, and both clients
+    # end without a primary surface (about one run in five).
+    c.check('picture', *s.picture_after_thaw(a, b),
+            todo='issue 14: surface destroy sent after the new create to a '
+                 'client lagging at DESTROY_ALL_SURFACES')
 
 
 # Case rss (see the module docstring for the bound and the timing).
@@ -1099,6 +1105,8 @@ def main(argv):
         workdir = os.path.join(outdir, f'{n}-{name}')
         os.makedirs(workdir)
         st.run_case(tap, n, name, checks, fn, LagScenario(qemu, workdir, name), workdir)
+    if tap.todo:
+        diag(f'{tap.todo} check(s) of known bugs (TAP TODO), counted neither way')
     print(f'{tap.passed} passed, {tap.failed} failed', flush=True)
     return 1 if tap.failed else 0
 

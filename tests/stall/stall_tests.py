@@ -201,11 +201,11 @@ class Case:
         self.checks = list(checks)       # (key, description)
         self.done = {}
 
-    def check(self, key, ok, detail=''):
+    def check(self, key, ok, detail='', todo=None):
         assert key in dict(self.checks) and key not in self.done, key
-        self.done[key] = (bool(ok), detail)
+        self.done[key] = (bool(ok) or bool(todo), detail)
         self.tap.report(bool(ok), f'case {self.num} ({self.name}): {dict(self.checks)[key]}',
-                        detail)
+                        detail, todo)
         return bool(ok)
 
     def finish(self, error=None):
@@ -221,10 +221,16 @@ class Tap:
         self.n = 0
         self.passed = 0
         self.failed = 0
+        self.todo = 0
 
-    def report(self, ok, desc, detail=''):
+    def report(self, ok, desc, detail='', todo=None):
+        """TODO: a known bug (the issue that tracks it); the check runs and
+        is reported as TAP "# TODO", counted neither as passed nor failed."""
         self.n += 1
-        if ok:
+        if todo:
+            self.todo += 1
+            desc = f'{desc} # TODO {todo}'
+        elif ok:
             self.passed += 1
         else:
             self.failed += 1
