@@ -155,6 +155,7 @@ mmdebstrap --mode=root --variant=minbase --format=directory \
     --aptopt='Acquire::Retries "3"' \
     --skip=essential/unlink \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+    --hook-dir=/usr/share/mmdebstrap/hooks/eatmydata \
     --setup-hook='mkdir -p "$1/var/cache/apt/archives"' \
     --setup-hook='for f in "$out"/debs/*.deb; do [ -e "$f" ] && cp "$f" "$1/var/cache/apt/archives/"; done; true' \
     --essential-hook="\"$self\" --essential-hook \"\$1\"" \
