@@ -189,6 +189,10 @@ fi
 # A frozen client holds nothing up with the spice-server series, which the
 # patched QEMU links (build/spice): two real clients, one frozen.
 [ -x tests/spice/run.sh ] && run_tap spice-lagging tests/spice/run.sh "$qemu"
+# A desktop guest (issue 15): Debian's Xorg on the qxl driver, drawing,
+# GetImage (UPDATE_AREA), xrandr; the image is built once (about 100 s) and
+# cached in build/desktop.
+[ -x tests/desktop/run.sh ] && run_tap desktop tests/desktop/run.sh "$qemu"
 # What follows holds a vCPU, or an operation, behind a frozen client: that
 # needs a spice-server that waits for its clients, i.e. Debian's, which the
 # patched QEMU must work with too (LD_LIBRARY_PATH overrides its RUNPATH).
