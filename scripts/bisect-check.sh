@@ -31,9 +31,11 @@ git -C "$tree" clean -q -f -d -x -e /build
 
 # fixes_run QEMU CASE: run one qtest case against a QEMU binary (in a
 # shell of its own, which reports the case's crash to the log, not here)
+# (status 124: it did not end within FIXES_TIMEOUT seconds, default 300)
 fixes_run() {
-    bash -c 'cd "$1" && QTEST_QEMU_BINARY=$2 exec timeout 300 \
-        ./tests/qtest/qxl-async-test -p "$3"' - "$builddir" "$@" </dev/null
+    bash -c 'cd "$1" && QTEST_QEMU_BINARY=$2 exec timeout "$3" \
+        ./tests/qtest/qxl-async-test -p "$4"' - "$builddir" "$1" \
+        "${FIXES_TIMEOUT:-300}" "$2" </dev/null
 }
 
 # fixes_step N PATCH: check one patch of the fixes section (see below)
@@ -41,7 +43,7 @@ fixes_step() {
     local bin=$builddir/qemu-system-x86_64
     # the previous step's binary: in a directory of its own, under the
     # name libqtest takes the target from, with the build's firmware
-    local prev=$builddir/prev/qemu-system-x86_64 c failed=() passed=() new=()
+    local prev=$builddir/prev/qemu-system-x86_64 c rc failed=() passed=() new=()
 
     (cd "$builddir" && QTEST_QEMU_BINARY=./qemu-system-x86_64 \
         ./tests/qtest/qxl-async-test -l </dev/null) 2>/dev/null |
@@ -57,9 +59,12 @@ fixes_step() {
                 failed+=("$c")
             [ -x "$prev" ] || continue
             # without the fix: the case fails, in its own checks or by
-            # QEMU dying, not because QEMU cannot start
-            if fixes_run "$prev" "$c" >"$tree.prev-case.log" 2>&1 ||
-               ! grep -qE 'ERROR:|QEMU death|Broken pipe|signal' "$tree.prev-case.log"; then
+            # QEMU dying, or hangs (a case passes within seconds), not
+            # because QEMU cannot start
+            FIXES_TIMEOUT=120 fixes_run "$prev" "$c" >"$tree.prev-case.log" 2>&1
+            rc=$?
+            if [ $rc = 0 ] || { [ $rc != 124 ] &&
+               ! grep -qE 'ERROR:|QEMU death|Broken pipe|signal' "$tree.prev-case.log"; }; then
                 passed+=("$c")
             fi
         done
