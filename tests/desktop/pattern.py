@@ -17,7 +17,13 @@
                                         (default: the whole picture)
           photo@X,Y                     photo.xwd with its top left at X,Y
           solid=RRGGBB[@X,Y,W,H]        one colour
+          same=PATH                     the picture at PATH (any of these
+                                        forms), every pixel
         Every pixel of each rectangle is compared, exactly.
+    pattern.py same IMAGE IMAGE
+        Are the two pictures (any of the forms above) the same size and the
+        same, every pixel?  Exit 0 yes, 1 no (why, and how many pixels
+        differ, on stdout).
     pattern.py xwd-from-serial LOG ID OUT
         Decode the base64 lines "DESKTOP-OUT ID: ..." of the serial LOG
         (gzip'ed XWD, as the guest's "xwd | gzip | base64" prints it) to OUT.
@@ -157,6 +163,8 @@ def parse_rect(s, pic):
 
 def check_spec(pic, spec):
     """None if PIC shows SPEC, else why not."""
+    if spec.startswith('same='):
+        return same(pic, Picture(spec[5:]))
     if spec.startswith('size='):
         want = spec[5:]
         got = f'{pic.width}x{pic.height}'
@@ -229,6 +237,28 @@ def xwd_from_serial(log, ident, out):
     return len(data)
 
 
+def same(pa, pb):
+    """None if Pictures PA and PB are equal pixel for pixel, else why not."""
+    if (pa.width, pa.height) != (pb.width, pb.height):
+        return f'sizes differ: {pa.width}x{pa.height} and {pb.width}x{pb.height}'
+    bad, rows, first = 0, 0, None
+    for y in range(pa.height):
+        ra, rb = pa.row(y, 0, pa.width), pb.row(y, 0, pb.width)
+        if ra == rb:
+            continue
+        rows += 1
+        for i in range(pa.width):
+            if ra[i * 3:i * 3 + 3] != rb[i * 3:i * 3 + 3]:
+                bad += 1
+                if first is None:
+                    first = (i, y, ra[i * 3:i * 3 + 3], rb[i * 3:i * 3 + 3])
+    if bad:
+        x, y, ca, cb = first
+        return (f'{bad} of {pa.width * pa.height} pixels differ in {rows} rows; '
+                f'first at {x},{y}: #{ca.hex()} and #{cb.hex()}')
+    return None
+
+
 def main(argv):
     if len(argv) == 2 and argv[0] == 'files':
         files(argv[1])
@@ -239,6 +269,16 @@ def main(argv):
             print(why)
             return 1
         print(f'{argv[1]}: ' + ', '.join(argv[2:]))
+        return 0
+    if len(argv) == 3 and argv[0] == 'same':
+        try:
+            why = same(Picture(argv[1]), Picture(argv[2]))
+        except Exception as e:     # half-written or missing dump
+            why = f'cannot read: {type(e).__name__}: {e}'
+        if why:
+            print(why)
+            return 1
+        print(f'{argv[1]} and {argv[2]}: the same, every pixel')
         return 0
     if len(argv) == 4 and argv[0] == 'xwd-from-serial':
         try:
