@@ -193,6 +193,9 @@ fi
 # GetImage (UPDATE_AREA), xrandr; the image is built once (about 100 s) and
 # cached in build/desktop.
 [ -x tests/desktop/run.sh ] && run_tap desktop tests/desktop/run.sh "$qemu"
+# make check-long: 10 minutes of desktop drawing behind a client frozen and
+# thawed every 30 s, then two migrations (SOAK_SECONDS overrides the 600)
+[ $long = 1 ] && run_tap desktop-soak tests/desktop/soak.sh "$qemu"
 # What follows holds a vCPU, or an operation, behind a frozen client: that
 # needs a spice-server that waits for its clients, i.e. Debian's, which the
 # patched QEMU must work with too (LD_LIBRARY_PATH overrides its RUNPATH).
