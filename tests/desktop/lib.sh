@@ -5,25 +5,6 @@
 # client, bench/spice_client.py, logging to $run/client.log) and trace
 # (QEMU's -D file).
 
-CLIENT_PID=
-client_kill() {
-    [ -n "$CLIENT_PID" ] || return 0
-    kill -CONT "$CLIENT_PID" 2>/dev/null
-    kill -TERM "$CLIENT_PID" 2>/dev/null
-    for _ in $(seq 30); do
-        kill -0 "$CLIENT_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$CLIENT_PID" 2>/dev/null
-    wait "$CLIENT_PID" 2>/dev/null
-    CLIENT_PID=
-}
-
-client_state() {   # R, S, T (stopped), ... or "gone"
-    local s
-    s=$(sed 's/^.*) //' "/proc/$CLIENT_PID/stat" 2>/dev/null | cut -d' ' -f1)
-    echo "${s:-gone}"
-}
 lags() { grep -a -c "display client .* lags" "$GUEST_STDERR" 2>/dev/null || true; }
 
 pat() { "$PY" "$here/pattern.py" "$@"; }

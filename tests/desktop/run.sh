@@ -93,7 +93,7 @@ if G_MESSAGES_DEBUG=Spice GUEST_MEM=${GUEST_MEM:-1024} GUEST_SMP=${GUEST_SMP:-2}
         -qmp "unix:$qmp2,server=on,wait=off" \
         -trace qxl_io_write -trace qxl_set_guest_bug -D "$trace"; then
     status=$(guest_qmp query-status 2>&1)
-    echo "$status" | grep -q '"running"'
+    echo "$status" | grep -q '"status": "running"'
     ok $? "QEMU runs with -vga qxl -smp ${GUEST_SMP:-2} -m ${GUEST_MEM:-1024}, accel $GUEST_ACCEL_USED, spice on 127.0.0.1:$GUEST_SPICE_PORT, QMP answers" "$status"
 else
     ok 1 "QEMU starts with -vga qxl, accel $accel"

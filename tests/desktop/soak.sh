@@ -46,11 +46,6 @@ soak=${SOAK_SECONDS:-600}
 [[ $soak =~ ^[0-9]+$ ]] || { echo "$0: SOAK_SECONDS must be a number" >&2; exit 2; }
 t_start=$EPOCHREALTIME
 
-vm_vars=(GUEST_PID GUEST_QMP GUEST_CTL GUEST_SERIAL GUEST_STDERR GUEST_SPICE_PORT
-    GUEST_SOCKDIR GUEST_T0 GUEST_EXIT GUEST_ACCEL_USED)
-vm_save() { local v; for v in "${vm_vars[@]}"; do printf -v "${1}_$v" '%s' "${!v:-}"; done; }
-vm_load() { local v n; for v in "${vm_vars[@]}"; do n=${1}_$v; printf -v "$v" '%s' "${!n:-}"; done; }
-vm_stop() { vm_load "$1"; guest_stop; vm_save "$1"; }
 migdir=$(mktemp -d /tmp/qxl-soak.XXXXXX)
 
 finish() {
@@ -245,14 +240,8 @@ print(info.get("status"), info.get("downtime", -1), info.get("total-time", -1))
     guest_stop
     vm_save src
     vm_load dst
-    st=
-    for _ in $(seq 50); do
-        st=$(guest_qmp query-status 2>&1)
-        grep -q '"running"' <<<"$st" && break
-        sleep 0.1
-    done
-    grep -q '"running"' <<<"$st"
-    ok $? "migration $i: vm$i runs" "$st"
+    guest_wait_status running 10
+    ok $? "migration $i: vm$i runs" "$GUEST_STATUS"
     vm_save src
     start_client "vm$i"
     m=$matched

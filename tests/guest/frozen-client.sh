@@ -54,19 +54,6 @@ log() { tr -d '\r' <"$1" 2>/dev/null; }
 qmpc() { timeout 20 "$PY" "$here/qmp.py" --timeout 10 "$GUEST_QMP" "$@"; }
 loop_lines() { log "$GUEST_SERIAL" | grep -a -c '^QXL-GUEST-LOOP'; }
 
-CLIENT_PID=
-client_kill() {
-    [ -n "${CLIENT_PID:-}" ] || return 0
-    kill -CONT "$CLIENT_PID" 2>/dev/null
-    kill -KILL "$CLIENT_PID" 2>/dev/null
-    wait "$CLIENT_PID" 2>/dev/null
-    CLIENT_PID=
-}
-client_state() {   # R, S, T (stopped), ... or "gone"
-    local s
-    s=$(sed 's/^.*) //' "/proc/$CLIENT_PID/stat" 2>/dev/null | cut -d' ' -f1)
-    echo "${s:-gone}"
-}
 
 finish() {
     trap - EXIT INT TERM
@@ -116,7 +103,7 @@ if guest_start "$qemu" "$img" "$run" \
         -spice image-compression=off,streaming-video=off \
         -trace qxl_set_guest_bug -D "$trace"; then
     status=$(qmpc query-status 2>&1)
-    echo "$status" | grep -q '"running"'
+    echo "$status" | grep -q '"status": "running"'
     ok $? "QEMU runs with -vga qxl, spice image-compression=off,streaming-video=off on 127.0.0.1:$GUEST_SPICE_PORT, accel $GUEST_ACCEL_USED" "$status"
 else
     ok 1 "QEMU starts with -vga qxl, accel $accel"
@@ -346,7 +333,7 @@ fi
 # 7. QEMU
 if kill -0 "$GUEST_PID" 2>/dev/null; then
     status=$(qmpc query-status 2>&1)
-    echo "$status" | grep -q '"running"'
+    echo "$status" | grep -q '"status": "running"'
     ok $? "QEMU still running, query-status running" "$status"
 else
     ok 1 "QEMU still running" "QEMU exited"

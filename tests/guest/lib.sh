@@ -151,3 +151,45 @@ guest_stop() {
     fi
     guest_reap
 }
+
+# guest_wait_status STATUS TIMEOUT: poll QMP query-status until the VM's
+# status is STATUS or TIMEOUT seconds passed; GUEST_STATUS: the last answer
+guest_wait_status() {
+    local want=$1 end=$(( ${EPOCHREALTIME%.*} + ${2%.*} ))
+    while :; do
+        GUEST_STATUS=$(guest_qmp query-status 2>&1)
+        grep -q "\"status\": \"$want\"" <<<"$GUEST_STATUS" && return 0
+        [ "${EPOCHREALTIME%.*}" -lt "$end" ] || return 1
+        sleep 0.1
+    done
+}
+
+# Two QEMUs at once (migration): the GUEST_* of one guest saved under a
+# prefix and loaded back.  vm_save PREFIX, vm_load PREFIX, vm_stop PREFIX.
+vm_vars=(GUEST_PID GUEST_QMP GUEST_CTL GUEST_SERIAL GUEST_STDERR GUEST_SPICE_PORT
+    GUEST_SOCKDIR GUEST_T0 GUEST_EXIT GUEST_ACCEL_USED)
+vm_save() { local v; for v in "${vm_vars[@]}"; do printf -v "${1}_$v" '%s' "${!v:-}"; done; }
+vm_load() { local v n; for v in "${vm_vars[@]}"; do n=${1}_$v; printf -v "$v" '%s' "${!n:-}"; done; }
+vm_stop() { vm_load "$1"; guest_stop; vm_save "$1"; }
+
+# The test's SPICE client (bench/spice_client.py), CLIENT_PID.  client_kill
+# lets a frozen one go (SIGCONT), asks it to end, and kills it after 3 s;
+# client_state prints its state: R, S, T (stopped), ... or "gone".
+CLIENT_PID=
+client_kill() {
+    [ -n "${CLIENT_PID:-}" ] || return 0
+    kill -CONT "$CLIENT_PID" 2>/dev/null
+    kill -TERM "$CLIENT_PID" 2>/dev/null
+    for _ in $(seq 30); do
+        kill -0 "$CLIENT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$CLIENT_PID" 2>/dev/null
+    wait "$CLIENT_PID" 2>/dev/null
+    CLIENT_PID=
+}
+client_state() {
+    local s
+    s=$(sed 's/^.*) //' "/proc/$CLIENT_PID/stat" 2>/dev/null | cut -d' ' -f1)
+    echo "${s:-gone}"
+}

@@ -75,11 +75,6 @@ secs() { $PY -c "print('%.1f' % ($EPOCHREALTIME - $1))"; }
 # with pipefail, grep -q exiting at its match can SIGPIPE the line-buffered
 # echo (status 141) and fail a check whose output shows the status
 # --- two QEMUs at once: lib.sh keeps one guest in GUEST_*; save/load them ---
-vm_vars=(GUEST_PID GUEST_QMP GUEST_CTL GUEST_SERIAL GUEST_STDERR GUEST_SPICE_PORT
-    GUEST_SOCKDIR GUEST_T0 GUEST_EXIT GUEST_ACCEL_USED)
-vm_save() { local v; for v in "${vm_vars[@]}"; do printf -v "${1}_$v" '%s' "${!v:-}"; done; }
-vm_load() { local v n; for v in "${vm_vars[@]}"; do n=${1}_$v; printf -v "$v" '%s' "${!n:-}"; done; }
-vm_stop() { vm_load "$1"; guest_stop; vm_save "$1"; }
 
 migsock_dir=$(mktemp -d /tmp/qxl-mig.XXXXXX)
 t_start=$EPOCHREALTIME
@@ -216,14 +211,8 @@ EOF
 
     # the destination runs and the guest goes on there
     vm_load dst
-    st=
-    for _ in $(seq 50); do
-        st=$(guest_qmp query-status 2>&1)
-        grep -q '"running"' <<<"$st" && break
-        sleep 0.1
-    done
-    grep -q '"running"' <<<"$st"
-    ok $? "migration $i: destination vm$i is running" "$st"
+    guest_wait_status running 10
+    ok $? "migration $i: destination vm$i is running" "$GUEST_STATUS"
     t_dst=$EPOCHREALTIME
     # two completed mode changes on the destination: the second one began
     # and ended there

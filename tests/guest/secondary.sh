@@ -53,7 +53,7 @@ if guest_start "$qemu" "$top/build/guest" "$run" "qxltest.hold=60 qxltest.head2=
         -trace qxl_io_write -trace qxl_set_guest_bug \
         -trace qxl_create_guest_primary -D "$trace"; then
     status=$(guest_qmp query-status 2>&1)
-    echo "$status" | grep -q '"running"'
+    echo "$status" | grep -q '"status": "running"'
     ok $? "QEMU runs with -vga qxl + -device qxl,id=qxl1, accel $GUEST_ACCEL_USED, QMP answers" "$status"
 else
     ok 1 "QEMU starts with -vga qxl + -device qxl,id=qxl1, accel $accel"

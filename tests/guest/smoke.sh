@@ -42,7 +42,7 @@ trace=$run/trace.log
 if guest_start "$qemu" "$top/build/guest" "$run" "qxltest.hold=60" \
         -trace qxl_io_write -trace qxl_set_guest_bug -D "$trace"; then
     status=$(guest_qmp query-status 2>&1)
-    echo "$status" | grep -q '"running"'
+    echo "$status" | grep -q '"status": "running"'
     ok $? "QEMU runs with -vga qxl, accel $GUEST_ACCEL_USED, QMP answers" "$status"
 else
     ok 1 "QEMU starts with -vga qxl, accel $accel"
