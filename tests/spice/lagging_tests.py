@@ -903,13 +903,11 @@ def case_surfaces(c, s):
             f'IO_CMD while A is stopped: {res_async}; {why}')
 
     # more drawing, the last of it a known fill; then A reads again.  A
-    # known bug of the spice-server series (issue 14): when B lags for a
-    # moment around DESTROY_ALL_SURFACES, spice-server sends it the old
-    # primary's destruction after the new one's creation, and both clients
-    # end without a primary surface (about one run in five).
-    c.check('picture', *s.picture_after_thaw(a, b),
-            todo='issue 14: surface destroy sent after the new create to a '
-                 'client lagging at DESTROY_ALL_SURFACES')
+    # client that lags for a moment around DESTROY_ALL_SURFACES (B, now and
+    # then) must get the old primary's destruction before the new one's
+    # creation, or both clients end without a primary surface (spice-server
+    # series before its patch 6: about one run in five).
+    c.check('picture', *s.picture_after_thaw(a, b))
 
 
 # Case rss (see the module docstring for the bound and the timing).
