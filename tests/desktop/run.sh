@@ -27,7 +27,9 @@
 #
 # Env: DESKTOP_DIR (artifacts, default build/desktop-test/<binary's dir
 #      name>), DESKTOP_IMAGE (default build/desktop), DESKTOP_TIMEOUT
-#      (seconds to DESKTOP-READY, default 300 under TCG, 120 under KVM).
+#      (seconds to DESKTOP-READY, default 300 under TCG, 120 under KVM),
+#      DESKTOP_CMDLOG=1 (QEMU logs every command it takes, -global
+#      qxl-vga.cmdlog=1, and the end notes a census of them: census.py).
 # Output: TAP ("ok N - ..." / "not ok N - ..."), "# " notes, then
 # "N passed, N failed"; exit status 1 if any failed.
 set -uo pipefail
@@ -91,7 +93,8 @@ if G_MESSAGES_DEBUG=Spice GUEST_MEM=${GUEST_MEM:-1024} GUEST_SMP=${GUEST_SMP:-2}
         -drive "file=$img/rootfs.ext4,if=virtio,format=raw,snapshot=on" \
         -spice image-compression=off \
         -qmp "unix:$qmp2,server=on,wait=off" \
-        -trace qxl_io_write -trace qxl_set_guest_bug -D "$trace"; then
+        -trace qxl_io_write -trace qxl_set_guest_bug -D "$trace" \
+        ${DESKTOP_CMDLOG:+-global qxl-vga.cmdlog=1}; then
     status=$(guest_qmp query-status 2>&1)
     echo "$status" | grep -q '"status": "running"'
     ok $? "QEMU runs with -vga qxl -smp ${GUEST_SMP:-2} -m ${GUEST_MEM:-1024}, accel $GUEST_ACCEL_USED, spice on 127.0.0.1:$GUEST_SPICE_PORT, QMP answers" "$status"
@@ -313,10 +316,15 @@ ports=$(grep -a -o 'qxl_io_write.*(QXL_IO_[A-Z_]*)' "$trace" 2>/dev/null |
     sed 's/.*(QXL_IO_\([A-Z_]*\))/\1/' | sort | uniq -c |
     awk '{printf "%s%s=%s", sep, $2, $1; sep=" "}')
 note "ports written: ${ports:-none}"
+if [ -n "${DESKTOP_CMDLOG:-}" ]; then
+    "$PY" "$here/census.py" "$run/qemu.stderr" | while read -r line; do
+        note "command log: $line"
+    done
+fi
 bugs=$(grep -a -c 'qxl_set_guest_bug' "$trace" 2>/dev/null || true)
 [ "$bugs" -eq 0 ]
 ok $? "QEMU saw no qxl guest bug" "$bugs qxl_set_guest_bug event(s): $(grep -a 'qxl_set_guest_bug' "$trace" | head -3)"
-qerrs=$(grep -a -v '^qemu-system-x86_64: info: Spice: ' "$run/qemu.stderr" | grep -a -i -E 'qxl|guest bug|spice.*(error|critical)' | head -5)
+qerrs=$(grep -a -v -E '^qemu-system-x86_64: info: Spice: |^[0-9]+ qxl-[0-9]+/(cmd|csr|vga): ' "$run/qemu.stderr" | grep -a -i -E 'qxl|guest bug|spice.*(error|critical)' | head -5)
 [ -z "$qerrs" ]
 ok $? "QEMU stderr shows no qxl or spice error" "$qerrs"
 
