@@ -34,6 +34,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'tests', 'desktop'))
+import census  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(TOP, 'tests', 'guest'))
@@ -64,7 +68,7 @@ def cpu_ticks(pid):
 class Guest:
     """One QEMU with the desktop guest; commands over its ttyS1."""
 
-    def __init__(self, qemu, img, workdir, env):
+    def __init__(self, qemu, img, workdir, env, cmdlog=False):
         os.makedirs(workdir, exist_ok=True)
         self.dir = workdir
         self.sockdir = tempfile.mkdtemp(prefix='qxl-bench-desk.')
@@ -94,6 +98,10 @@ class Guest:
             '-qmp', f'unix:{self.qmp_path},server=on,wait=off',
             '-drive', f'file={img}/rootfs.ext4,if=virtio,format=raw,snapshot=on',
             '-trace', 'qxl_ring_command_get', '-D', self.trace]
+        if cmdlog:
+            self.argv += ['-global', 'qxl-vga.cmdlog=1']
+        self.stderr = os.path.join(workdir, 'qemu.stderr')
+        self.stderr_pos = 0
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL,
             stdout=open(os.path.join(workdir, 'qemu.stdout'), 'w'),
@@ -128,6 +136,15 @@ class Guest:
             out = [ln[len(prefix):] for ln in f.read().decode('latin-1').replace('\r', '').splitlines()
                    if ln.startswith(prefix)]
         return int(m.group(1)), float(m.group(2)), out
+
+    def cmdlog(self):
+        """The command log (qxl-vga.cmdlog) since the last call, as counters."""
+        with open(self.stderr, 'rb') as f:
+            f.seek(self.stderr_pos)
+            data = f.read()
+        end = data.rfind(b'\n') + 1
+        self.stderr_pos += end
+        return census.count(data[:end].splitlines())
 
     def commands(self):
         """Drawing commands taken from the ring since the last call."""
@@ -194,7 +211,7 @@ def parse_rate(out):
 
 def one_boot(name, qemu, img, args, workdir, env):
     res = {'tests': {}, 'frozen_getimage': None}
-    g = Guest(qemu, img, workdir, env)
+    g = Guest(qemu, img, workdir, env, cmdlog=args.cmdlog)
     try:
         g.wait_serial(r'^DESKTOP-READY', 300)
         g.start_client()
@@ -202,6 +219,8 @@ def one_boot(name, qemu, img, args, workdir, env):
         hz = os.sysconf('SC_CLK_TCK')
         for t in args.tests:
             g.commands()
+            if args.cmdlog:
+                g.cmdlog()
             c0, t0 = cpu_ticks(g.proc.pid), time.monotonic()
             rc, gt, out = g.cmd(f'x11perf -repeat {args.repeat} -time {args.time} -{t} 2>&1')
             c1, t1 = cpu_ticks(g.proc.pid), time.monotonic()
@@ -213,6 +232,11 @@ def one_boot(name, qemu, img, args, workdir, env):
                 'cpu_ms_per_1000_cmds': round((c1 - c0) * 1000 / hz / n * 1000, 1) if n else None}
             log(f'[{name}] {t}: {rate} ops/s, {n} commands, '
                 f'{(c1 - c0) / hz:.2f} s CPU ({t1 - t0:.1f} s)')
+            if args.cmdlog:
+                counts = g.cmdlog()
+                res['tests'][t]['cmdlog'] = {k: dict(c) for k, c in counts.items()}
+                for line in census.summary(counts):
+                    log(f'[{name}] {t} command log: {line}')
         # GetImage behind a frozen client: freeze, make it fall behind, read
         lag_before = open(os.path.join(workdir, 'qemu.stderr'), 'rb').read().count(b' lags')
         g.client.send_signal(signal.SIGSTOP)
@@ -261,6 +285,10 @@ def main():
                     'of the ratios; patched-debian: build/patched with Debian\'s '
                     'libspice-server)')
     ap.add_argument('--out', default=os.path.join(TOP, 'build', 'bench'))
+    ap.add_argument('--cmdlog', action='store_true',
+                    help='QEMU logs every command (qxl-vga.cmdlog=1): print what '
+                    'each test hands the device (tests/desktop/census.py); '
+                    'the log costs time, so the rates are not comparable')
     args = ap.parse_args()
     args.tests = args.tests.split(',')
     img = os.path.join(TOP, 'build', 'desktop')

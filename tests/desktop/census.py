@@ -23,37 +23,50 @@ IMAGE_TYPES = {0: 'bitmap', 1: 'quic', 100: 'lz-plt', 101: 'lz-rgb',
 LINE = re.compile(r'^\d+ qxl-\d+/(\w+): cmd @ 0x[0-9a-f]+ (\w+)(\(compat\))?(.*)')
 
 
-def main():
+def count(lines):
+    """Counters by category for the command-log LINES (bytes or str)."""
     counts = {k: collections.Counter() for k in
               ('commands', 'draw', 'image', 'surface', 'cursor')}
-    with open(sys.argv[1], 'rb') as f:
-        for raw in f:
-            m = LINE.match(raw.decode('utf-8', 'replace'))
-            if not m:
-                continue
-            ring, kind, compat, rest = m.groups()
-            counts['commands'][f'{ring}/{kind}{compat or ""}'] += 1
-            if kind == 'draw':
-                d = re.search(r'type (\S+) effect', rest)
-                if d:
-                    counts['draw'][d.group(1)] += 1
-                i = re.search(r'\(id [0-9a-f]+ type (\d+) ', rest)
-                if i:
-                    t = int(i.group(1))
-                    counts['image'][IMAGE_TYPES.get(t, str(t))] += 1
-            elif kind == 'surface':
-                s = re.match(r': (\S+) id \d+(?:.* format (\S+))?', rest)
-                if s:
-                    counts['surface'][s.group(1) + (f' {s.group(2)}' if s.group(2) else '')] += 1
-            elif kind == 'cursor':
-                c = re.match(r': (\S+)(?:.* type (\S+) size)?', rest)
-                if c:
-                    counts['cursor'][c.group(1) + (f' {c.group(2)}' if c.group(2) else '')] += 1
-    total = sum(counts['commands'].values())
-    print(f'{total} commands logged')
+    for raw in lines:
+        if isinstance(raw, bytes):
+            raw = raw.decode('utf-8', 'replace')
+        m = LINE.match(raw)
+        if not m:
+            continue
+        ring, kind, compat, rest = m.groups()
+        counts['commands'][f'{ring}/{kind}{compat or ""}'] += 1
+        if kind == 'draw':
+            d = re.search(r'type (\S+) effect', rest)
+            if d:
+                counts['draw'][d.group(1)] += 1
+            i = re.search(r'\(id [0-9a-f]+ type (\d+) ', rest)
+            if i:
+                t = int(i.group(1))
+                counts['image'][IMAGE_TYPES.get(t, str(t))] += 1
+        elif kind == 'surface':
+            s = re.match(r': (\S+) id \d+(?:.* format (\S+))?', rest)
+            if s:
+                counts['surface'][s.group(1) + (f' {s.group(2)}' if s.group(2) else '')] += 1
+        elif kind == 'cursor':
+            c = re.match(r': (\S+)(?:.* type (\S+) size)?', rest)
+            if c:
+                counts['cursor'][c.group(1) + (f' {c.group(2)}' if c.group(2) else '')] += 1
+    return counts
+
+
+def summary(counts):
+    """One line per category, the first with the total."""
+    out = [f'{sum(counts["commands"].values())} commands logged']
     for k, c in counts.items():
-        print(f'{k}: ' + (', '.join(f'{n}={v}' for n, v in c.most_common()) or 'none'))
-    return 0 if total else 1
+        out.append(f'{k}: ' + (', '.join(f'{n}={v}' for n, v in c.most_common()) or 'none'))
+    return out
+
+
+def main():
+    with open(sys.argv[1], 'rb') as f:
+        counts = count(f)
+    print('\n'.join(summary(counts)))
+    return 0 if sum(counts['commands'].values()) else 1
 
 
 if __name__ == '__main__':
