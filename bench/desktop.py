@@ -101,13 +101,12 @@ class Guest:
         if cmdlog:
             self.argv += ['-global', 'qxl-vga.cmdlog=1']
         self.stderr = os.path.join(workdir, 'qemu.stderr')
-        self.stderr_pos = 0
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL,
             stdout=open(os.path.join(workdir, 'qemu.stdout'), 'w'),
             stderr=open(os.path.join(workdir, 'qemu.stderr'), 'w'), env=env)
         self.seq = 0
-        self.trace_pos = 0
+        self.pos = {'trace': 0, 'stderr': 0}
         self.client = None
 
     def wait_serial(self, regex, timeout):
@@ -137,24 +136,22 @@ class Guest:
                    if ln.startswith(prefix)]
         return int(m.group(1)), float(m.group(2)), out
 
-    def cmdlog(self):
-        """The command log (qxl-vga.cmdlog) since the last call, as counters."""
-        with open(self.stderr, 'rb') as f:
-            f.seek(self.stderr_pos)
+    def _new_lines(self, path, pos):
+        """The complete lines of PATH written since the last call for POS."""
+        with open(path, 'rb') as f:
+            f.seek(self.pos[pos])
             data = f.read()
         end = data.rfind(b'\n') + 1
-        self.stderr_pos += end
-        return census.count(data[:end].splitlines())
+        self.pos[pos] += end
+        return data[:end]
+
+    def cmdlog(self):
+        """The command log (qxl-vga.cmdlog) since the last call, as counters."""
+        return census.count(self._new_lines(self.stderr, 'stderr').splitlines())
 
     def commands(self):
         """Drawing commands taken from the ring since the last call."""
-        with open(self.trace, 'rb') as f:
-            f.seek(self.trace_pos)
-            data = f.read()
-        # count complete lines only
-        end = data.rfind(b'\n') + 1
-        self.trace_pos += end
-        return data[:end].count(b'qxl_ring_command_get')
+        return self._new_lines(self.trace, 'trace').count(b'qxl_ring_command_get')
 
     def start_client(self):
         self.client_log = os.path.join(self.dir, 'client.log')
