@@ -2,6 +2,7 @@
 """make bench, desktop table: x11perf in the desktop guest, unpatched vs patched.
 
     desktop.py [--rounds N] [--repeat N] [--time S] [--out DIR] [--tests T,...]
+               [--smp N] [--perf] [--cmdlog]
 
 The Debian desktop guest of tests/desktop (scripts/desktop-image.sh; built
 if missing) boots on each binary in turn, in rounds A, B, A, B, ... (the
@@ -9,12 +10,20 @@ machine is shared with other jobs: interleaving spreads their load over
 both binaries).  In each boot: a spice-client-glib client (bench/
 spice_client.py) connects and consumes; for each x11perf test (-repeat R
 -time S, fixed set) the guest's operations per second, QEMU's CPU time
-(utime + stime of /proc/PID/stat) and the drawing commands the device
+(utime + stime of /proc/PID/stat), that of its spice worker thread alone
+and the drawing commands the device
 handed to spice-server (the trace event qxl_ring_command_get, -D file, the
 same on both binaries) over the test; then the client is frozen (SIGSTOP),
 the guest draws until the client is behind, and x11perf -getimage10 runs
 behind it (bounded by `timeout`, since a spice-server that waits for its
 clients holds each GetImage's UPDATE_AREA), and the client is resumed.
+
+The worker thread's CPU time per 1000 commands is the figure that
+attributes cost: it is where both series spend theirs (the device's
+checked copy of each command, spice-server's queueing), apart from the
+vCPU threads, whose time and the guest's operations per second depend on
+how the host schedules them (a binary's own boots differ by up to 2x).
+--perf records a perf profile of QEMU over each test.
 
 QEMU runs as make check runs it: build/upstream with Debian's
 libspice-server, build/patched with the spice-server series' (build/spice,
@@ -65,10 +74,24 @@ def cpu_ticks(pid):
     return int(f[11]) + int(f[12])
 
 
+def worker_ticks(pid):
+    """CPU ticks of QEMU's spice worker thread: where the device hands
+    commands over (its checked copies) and spice-server draws and queues
+    them, apart from the vCPUs that run the guest"""
+    n = 0
+    for tid in os.listdir(f'/proc/{pid}/task'):
+        try:
+            if open(f'/proc/{pid}/task/{tid}/comm').read().strip() == 'SPICE Worker':
+                n += cpu_ticks(f'{pid}/task/{tid}')
+        except OSError:
+            pass
+    return n
+
+
 class Guest:
     """One QEMU with the desktop guest; commands over its ttyS1."""
 
-    def __init__(self, qemu, img, workdir, env, cmdlog=False):
+    def __init__(self, qemu, img, workdir, env, cmdlog=False, smp=2):
         os.makedirs(workdir, exist_ok=True)
         self.dir = workdir
         self.sockdir = tempfile.mkdtemp(prefix='qxl-bench-desk.')
@@ -88,7 +111,7 @@ class Guest:
         cmdline = open(os.path.join(img, 'cmdline')).read().strip()
         self.argv = [
             qemu, '-nodefaults', '-machine', 'pc', '-accel', 'tcg',
-            '-m', '1024', '-smp', '2', '-no-reboot',
+            '-m', '1024', '-smp', str(smp), '-no-reboot',
             '-kernel', os.path.join(img, 'vmlinuz'),
             '-initrd', os.path.join(img, 'initramfs.cpio.gz'),
             '-append', cmdline, '-vga', 'qxl', '-display', 'none',
@@ -213,9 +236,27 @@ def parse_rate(out):
     return (trep if trep is not None else sum(reps) / len(reps)), desc
 
 
+class Perf:
+    """perf record of QEMU over one test (--perf), into DIR/perf-TEST.data"""
+
+    def __init__(self, args, pid, workdir, test):
+        self.proc = None
+        if args.perf:
+            self.proc = subprocess.Popen(
+                ['perf', 'record', '-q', '-g', '-F', '499', '-p', str(pid),
+                 '-o', os.path.join(workdir, f'perf-{test}.data')],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=60)
+
+
 def one_boot(name, qemu, img, args, workdir, env):
     res = {'tests': {}, 'frozen_getimage': None}
-    g = Guest(qemu, img, workdir, env, cmdlog=args.cmdlog)
+    g = Guest(qemu, img, workdir, env, cmdlog=args.cmdlog, smp=args.smp)
     try:
         g.wait_serial(r'^DESKTOP-READY', 300)
         g.start_client()
@@ -226,18 +267,24 @@ def one_boot(name, qemu, img, args, workdir, env):
             g.lags()
             if args.cmdlog:
                 g.cmdlog()
-            c0, t0 = cpu_ticks(g.proc.pid), time.monotonic()
+            perf = Perf(args, g.proc.pid, workdir, t)
+            c0, w0, t0 = cpu_ticks(g.proc.pid), worker_ticks(g.proc.pid), time.monotonic()
             rc, gt, out = g.cmd(f'x11perf -repeat {args.repeat} -time {args.time} -{t} 2>&1')
-            c1, t1 = cpu_ticks(g.proc.pid), time.monotonic()
+            c1, w1, t1 = cpu_ticks(g.proc.pid), worker_ticks(g.proc.pid), time.monotonic()
+            perf.stop()
             n = g.commands()
             lags = g.lags()
             rate, desc = parse_rate(out)
-            res['tests'][t] = {
+            reps = [float(m.group(3)) for m in map(RATE_RE.match, out)
+                    if m and ' trep ' not in m.group(0)]
+            res['tests'][t] = {'reps': reps,
                 'rc': rc, 'ops_per_s': rate, 'what': desc, 'commands': n, 'lags': lags,
                 'cpu_s': round((c1 - c0) / hz, 2), 'wall_s': round(t1 - t0, 2),
+                'worker_cpu_s': round((w1 - w0) / hz, 2),
                 'cpu_ms_per_1000_cmds': round((c1 - c0) * 1000 / hz / n * 1000, 1) if n else None}
-            log(f'[{name}] {t}: {rate} ops/s, {n} commands, {lags} lag(s), '
-                f'{(c1 - c0) / hz:.2f} s CPU ({t1 - t0:.1f} s)')
+            log(f'[{name}] {t}: {rate} ops/s (reps {", ".join(f"{r:g}" for r in reps)}), '
+                f'{n} commands, {lags} lag(s), '
+                f'{(c1 - c0) / hz:.2f} s CPU, worker {(w1 - w0) / hz:.2f} s ({t1 - t0:.1f} s)')
             if args.cmdlog:
                 counts = g.cmdlog()
                 res['tests'][t]['cmdlog'] = {k: dict(c) for k, c in counts.items()}
@@ -248,10 +295,12 @@ def one_boot(name, qemu, img, args, workdir, env):
         g.client.send_signal(signal.SIGSTOP)
         try:
             g.cmd('x11perf -repeat 1 -reps 5 -rect10 -copywinwin10 >/dev/null 2>&1')
+            perf = Perf(args, g.proc.pid, workdir, 'frozen-getimage10')
             t0 = time.monotonic()
             rc, gt, out = g.cmd(f'timeout {args.frozen_bound} x11perf -repeat 1 -time 2 -getimage10 2>&1',
                                 timeout=args.frozen_bound + 60)
             wall = time.monotonic() - t0
+            perf.stop()
         finally:
             g.client.send_signal(signal.SIGCONT)
         rate, _ = parse_rate(out)
@@ -280,12 +329,16 @@ def fmt(x, nd=0):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--rounds', type=int, default=2)
+    ap.add_argument('--rounds', type=int, default=3)
+    ap.add_argument('--smp', type=int, default=2)
     ap.add_argument('--repeat', type=int, default=1)
     ap.add_argument('--time', type=int, default=1)
     ap.add_argument('--frozen-bound', type=int, default=20,
                     help='timeout for x11perf -getimage10 behind the frozen client')
     ap.add_argument('--tests', default=','.join(TESTS))
+    ap.add_argument('--perf', action='store_true',
+                    help='perf record QEMU over each test, into '
+                    'OUT/desktop/NAME-ROUND/perf-TEST.data')
     ap.add_argument('--binaries', default='upstream,patched',
                     help='two of ' + ', '.join(CONFIGS) + ' (the first is the base '
                     'of the ratios; patched-debian: build/patched with Debian\'s '
@@ -340,13 +393,15 @@ def main():
         for t in args.tests:
             rows = [b['tests'].get(t, {}) for b in runs[n]]
             cpu = sum(r.get('cpu_s', 0) for r in rows)
+            wcpu = sum(r.get('worker_cpu_s', 0) for r in rows)
             cmds = sum(r.get('commands', 0) for r in rows)
             s[t] = {'ops_per_s': mean([r.get('ops_per_s') for r in rows]),
                     'per_round': [r.get('ops_per_s') for r in rows],
                     'what': next((r.get('what') for r in rows if r.get('what')), t),
                     'commands': cmds, 'cpu_s': round(cpu, 2),
                     'lags': sum(r.get('lags', 0) for r in rows),
-                    'cpu_ms_per_1000_cmds': round(cpu * 1e6 / cmds, 1) if cmds else None}
+                    'cpu_ms_per_1000_cmds': round(cpu * 1e6 / cmds, 1) if cmds else None,
+                    'worker_ms_per_1000_cmds': round(wcpu * 1e6 / cmds, 1) if cmds else None}
         fz = [b['frozen_getimage'] for b in runs[n] if b.get('frozen_getimage')]
         s['frozen_getimage10'] = {
             'ops_per_s': mean([f['ops_per_s'] for f in fz]),
@@ -358,18 +413,23 @@ def main():
     a, b = names
     libs = {n: LIBS[n] for n in names}
     lines = [f'| x11perf test | {a} ops/s | {b} ops/s | ratio | {a} QEMU CPU ms / 1000 cmds | '
-             f'{b} QEMU CPU ms / 1000 cmds | ratio | commands a run ({a} / {b}) |',
-             '|---|---:|---:|---:|---:|---:|---:|---:|']
+             f'{b} QEMU CPU ms / 1000 cmds | ratio | worker thread CPU ms / 1000 cmds ({a} / {b}) '
+             f'| ratio | commands a run ({a} / {b}) |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     up, pa = summary[a], summary[b]
     for t in args.tests:
         u, p = up[t], pa[t]
         ratio = p['ops_per_s'] / u['ops_per_s'] if u['ops_per_s'] and p['ops_per_s'] else None
         cr = (p['cpu_ms_per_1000_cmds'] / u['cpu_ms_per_1000_cmds']
               if u['cpu_ms_per_1000_cmds'] and p['cpu_ms_per_1000_cmds'] else None)
+        wr = (p['worker_ms_per_1000_cmds'] / u['worker_ms_per_1000_cmds']
+              if u['worker_ms_per_1000_cmds'] and p['worker_ms_per_1000_cmds'] else None)
         mark = '**' if ratio is not None and ratio < 0.95 else ''
         lines.append(f'| `-{t}` ({u["what"]}) | {fmt(u["ops_per_s"])} | {fmt(p["ops_per_s"])} | '
                      f'{mark}{fmt(ratio, 2)}x{mark} | {fmt(u["cpu_ms_per_1000_cmds"], 1)} | '
                      f'{fmt(p["cpu_ms_per_1000_cmds"], 1)} | {fmt(cr, 2)}x | '
+                     f'{fmt(u["worker_ms_per_1000_cmds"], 1)} / {fmt(p["worker_ms_per_1000_cmds"], 1)} | '
+                     f'{fmt(wr, 2)}x | '
                      f'{fmt(u["commands"] / max(1, len(runs[a])))} / '
                      f'{fmt(p["commands"] / max(1, len(runs[b])))} |')
     fu, fp = up['frozen_getimage10'], pa['frozen_getimage10']
@@ -378,7 +438,7 @@ def main():
         return ', '.join(f'not done in {args.frozen_bound} s' if r is None else fmt(r)
                          for r in f['per_round'])
     lines.append(f'| `-getimage10` behind a frozen client (each round) | {rounds(fu)} | '
-                 f'{rounds(fp)} | {fmt(fr, 2)}x | | | | |')
+                 f'{rounds(fp)} | {fmt(fr, 2)}x | | | | | | |')
     # A consuming client that lags gets images of the areas it missed
     # instead of the drawing (only the patched spice-server lags clients)
     lag_note = '; '.join(f'{n}: ' + ', '.join(f'{t}={summary[n][t]["lags"]}' for t in args.tests)
@@ -387,7 +447,7 @@ def main():
     lines.append(f'"display client ... lags" lines of the consuming client, all rounds: {lag_note}.')
     total = time.monotonic() - t_start
     head = (f'Desktop table ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, '
-            f'TCG, -smp 2, {os.cpu_count()} host CPUs shared; {args.rounds} rounds A,B interleaved, '
+            f'TCG, -smp {args.smp}, {os.cpu_count()} host CPUs shared; {args.rounds} rounds A,B interleaved, '
             f'x11perf -repeat {args.repeat} -time {args.time}; {a} with {libs[a]}, '
             f'{b} with {libs[b]}; {total:.0f} s)')
     md = head + '\n\n' + '\n'.join(lines) + '\n'
