@@ -54,7 +54,6 @@ log() { tr -d '\r' <"$1" 2>/dev/null; }
 qmpc() { timeout 20 "$PY" "$here/qmp.py" --timeout 10 "$GUEST_QMP" "$@"; }
 loop_lines() { log "$GUEST_SERIAL" | grep -a -c '^QXL-GUEST-LOOP'; }
 
-
 finish() {
     trap - EXIT INT TERM
     client_kill
