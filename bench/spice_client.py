@@ -17,13 +17,20 @@ line on stdout (flushed), for a harness to wait on:
     {"event": "dump", "path": P, "width": W, "height": H, "stride": S}
                                                (on SIGUSR1, with --dump PATH)
     {"event": "count", "invalidate": N}        (on SIGUSR2: every one so far)
+    {"event": "agent", "connected": B}         (the guest's spice-vdagent came or went)
+    {"event": "resize", "width": W, "height": H, "sent": B}
+                                               (on SIGHUP, with --control PATH)
 
 It decodes what it receives into spice-client-glib's software canvas and
 draws nothing on screen.  The harness freezes it with SIGSTOP: its sockets
 then stop draining and spice-server's pipe to it fills up.  It exits on
 its own after --timeout seconds (default 600) or when the session ends.
 With --dump PATH, SIGUSR1 makes it write its primary surface as it has
-decoded it (raw, `stride` bytes a row, 32-bit xRGB) to PATH.
+decoded it (raw, `stride` bytes a row, 32-bit xRGB) to PATH.  With
+--control PATH, SIGHUP makes it read PATH, one request: "resize W H" asks
+the guest for a W x H display 0 as a client window resize does (the
+monitors config, through the guest's agent: spice-server hands it to the
+qxl device, which raises QXL_INTERRUPT_CLIENT_MONITORS_CONFIG).
 
 Note: SpiceSession.connect() and SpiceChannel.connect() shadow GObject's
 connect(); signals are connected with GObject.Object.connect(obj, 'signal',
@@ -60,6 +67,7 @@ def channel_type(ch):
 def main(argv):
     timeout = 600.0
     dump = None
+    control = None
     args = []
     while argv:
         a = argv.pop(0)
@@ -67,6 +75,8 @@ def main(argv):
             timeout = float(argv.pop(0))
         elif a == '--dump':
             dump = argv.pop(0)
+        elif a == '--control':
+            control = argv.pop(0)
         else:
             args.append(a)
     if len(args) != 2:
@@ -81,6 +91,8 @@ def main(argv):
     counters = {'invalidate': 0}
     primary = {}
     keep = []   # keep Python wrappers (and their signal handlers) alive
+    channels = {}
+    agent = {}
 
     def on_event(ch, event):
         name = getattr(event, 'value_nick', str(event))
@@ -113,6 +125,29 @@ def main(argv):
         say(event='count', invalidate=counters['invalidate'])
         return True
 
+    def on_agent(ch):
+        now = bool(ch.get_property('agent-connected'))
+        if agent.get('connected') != now:
+            agent['connected'] = now
+            say(event='agent', connected=now)
+
+    def on_control():
+        try:
+            with open(control) as f:
+                req = f.read().split()
+        except (OSError, TypeError):
+            req = []
+        if len(req) == 3 and req[0] == 'resize' and 'main' in channels:
+            w, h = int(req[1]), int(req[2])
+            main = channels['main']
+            main.update_display_enabled(0, True, False)
+            main.update_display(0, 0, 0, w, h, False)
+            sent = main.send_monitor_config()
+            say(event='resize', width=w, height=h, sent=bool(sent))
+        else:
+            say(event='control-error', request=' '.join(req))
+        return True
+
     def on_primary_destroy(ch):
         primary.clear()
         say(event='primary-destroy')
@@ -130,6 +165,9 @@ def main(argv):
         say(event='channel-new', type=channel_type(ch),
             id=ch.get_property('channel-id'))
         GObject.Object.connect(ch, 'channel-event', on_event)
+        if isinstance(ch, SpiceClientGLib.MainChannel):
+            channels['main'] = ch
+            GObject.Object.connect(ch, 'main-agent-update', on_agent)
         if isinstance(ch, SpiceClientGLib.DisplayChannel):
             GObject.Object.connect(ch, 'display-primary-create', on_primary)
             GObject.Object.connect(ch, 'display-primary-destroy', on_primary_destroy)
@@ -154,6 +192,7 @@ def main(argv):
     GLib.timeout_add(int(timeout * 1000), on_timeout)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGUSR1, on_dump)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGUSR2, on_count)
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGHUP, on_control)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM,
                          lambda *a: (loop.quit(), False)[1])
     if not session.connect():

@@ -39,6 +39,7 @@ packages=(
     systemd-sysv udev dbus kmod initramfs-tools linux-image-amd64
     xserver-xorg-core xserver-xorg-video-qxl xserver-xorg-input-libinput
     xinit xterm x11-apps x11-xserver-utils x11-utils xfonts-base
+    spice-vdagent
 )
 # Left out of every package: documentation, translations; the GL stack
 # Xorg's dependencies pull in (mesa's DRI drivers, LLVM and what only it
@@ -53,7 +54,7 @@ excludes=(
     /usr/share/lintian/* /usr/share/linda/* /usr/share/bug/*
     /usr/lib/x86_64-linux-gnu/dri/* /usr/lib/x86_64-linux-gnu/libLLVM-15.so*
     /usr/lib/llvm-15/* /usr/lib/x86_64-linux-gnu/libz3.so*
-    /usr/lib/x86_64-linux-gnu/libicudata.so* /usr/lib/gcc/x86_64-linux-gnu/*/cc1
+    /usr/lib/gcc/x86_64-linux-gnu/*/cc1
 )
 for m in /lib/modules /usr/lib/modules; do
     for d in drivers/net drivers/media drivers/infiniband drivers/staging \
@@ -88,10 +89,13 @@ if [ "${1:-}" = --customize-hook ]; then
     cp "$pics"/* "$root/usr/local/share/desktop/"
     mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
     ln -sf ../desktop.service "$root/etc/systemd/system/multi-user.target.wants/desktop.service"
-    # ttyS0 is the session's report channel, tty1 is X's: no getty
+    # ttyS0 is the session's report channel, tty1 is X's: no getty.
+    # spice-vdagentd is started by the session (desktop-session), without
+    # systemd-logind's session tracking: Xorg runs outside any login session.
     for unit in serial-getty@ttyS0.service getty@tty1.service getty.target \
                 systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer \
-                e2scrub_reap.service e2scrub_all.timer fstrim.timer; do
+                e2scrub_reap.service e2scrub_all.timer fstrim.timer \
+                spice-vdagentd.service spice-vdagentd.socket; do
         ln -sf /dev/null "$root/etc/systemd/system/$unit"
     done
     echo desktop >"$root/etc/hostname"

@@ -93,7 +93,11 @@ if G_MESSAGES_DEBUG=Spice GUEST_MEM=${GUEST_MEM:-1024} GUEST_SMP=${GUEST_SMP:-2}
         -drive "file=$img/rootfs.ext4,if=virtio,format=raw,snapshot=on" \
         -spice image-compression=off \
         -qmp "unix:$qmp2,server=on,wait=off" \
-        -trace qxl_io_write -trace qxl_set_guest_bug -D "$trace" \
+        -device virtio-serial-pci,id=vser \
+        -chardev spicevmc,id=vdagent,name=vdagent \
+        -device virtserialport,bus=vser.0,chardev=vdagent,name=com.redhat.spice.0 \
+        -trace qxl_io_write -trace qxl_set_guest_bug \
+        -trace qxl_interrupt_client_monitors_config -D "$trace" \
         ${DESKTOP_CMDLOG:+-global qxl-vga.cmdlog=1}; then
     status=$(guest_qmp query-status 2>&1)
     echo "$status" | grep -q '"status": "running"'
@@ -134,7 +138,7 @@ note "xrandr: $(log | sed -n 's/^DESKTOP-XRANDR //p' | head -3 | tr '\n' ';')"
 
 # --- 4. the spice client ----------------------------------------------------------------
 "$PY" "$top/bench/spice_client.py" 127.0.0.1 "$GUEST_SPICE_PORT" --timeout 1200 \
-    --dump "$run/client.raw" >"$run/client.log" 2>"$run/client.stderr" </dev/null &
+    --dump "$run/client.raw" --control "$run/client.ctl" >"$run/client.log" 2>"$run/client.stderr" </dev/null &
 CLIENT_PID=$!
 rc=1
 for _ in $(seq 300); do      # 30 s
@@ -208,6 +212,79 @@ ok $? "QMP screendump is 1024x768 again and shows the root and the image ($TRIES
 if [ -n "$CLIENT_PID" ]; then
     client_until "$run/client.raw" 30 "${shown[@]}"
     ok $? "the spice client's picture too ($TRIES dumps)" "$WHY"
+fi
+
+# --- 7b. the spice agent: the client asks for a size -------------------------------------
+# What a SPICE client window's resize does: the client sends a monitors
+# config to the guest's agent; spice-server hands it to the qxl device
+# instead (client monitors config in the ROM), which raises
+# QXL_INTERRUPT_CLIENT_MONITORS_CONFIG; drm/qxl reads it and offers the
+# size as the output's preferred mode, which the session then sets (a
+# desktop environment would; here xrandr --auto).  A size no mode list has:
+# it can only come from the request.
+# client_wait REGEX TIMEOUT: the client's log has a line matching REGEX
+client_wait() {
+    local i
+    for i in $(seq $(($2 * 10))); do
+        grep -q -E "$1" "$run/client.log" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# client_resize W H: ask for display 0 at W x H
+client_resize() {
+    local before
+    before=$(grep -c '"event": "resize"' "$run/client.log")
+    echo "resize $1 $2" >"$run/client.ctl"
+    kill -HUP "$CLIENT_PID" 2>/dev/null || return 1
+    for _ in $(seq 50); do
+        [ "$(grep -c '"event": "resize"' "$run/client.log")" -gt "$before" ] && break
+        sleep 0.1
+    done
+    grep '"event": "resize"' "$run/client.log" | tail -1 | grep -q "\"width\": $1, \"height\": $2, \"sent\": true"
+}
+t_agent=$SECONDS
+agent_line=$(log | sed -n 's/^DESKTOP-VDAGENT //p' | head -1)
+echo "$agent_line" | grep -q '^started'
+ok $? "spice-vdagentd and spice-vdagent run in the guest: $agent_line" "$agent_line"
+if [ -n "$CLIENT_PID" ]; then
+    client_wait '"event": "agent", "connected": true' 30
+    ok $? "the spice client sees the guest's agent connected" "$(grep '"agent"' "$run/client.log" | tail -2 | tr '\n' ' ')"
+    cmc0=$(grep -a -c qxl_interrupt_client_monitors_config "$trace" 2>/dev/null || true)
+    client_resize 912 684
+    ok $? "the client sent a monitors config asking for 912x684" "$(tail -2 "$run/client.log" | tr '\n' ' ')"
+    for _ in $(seq 100); do
+        [ "$(grep -a -c qxl_interrupt_client_monitors_config "$trace")" -gt "$cmc0" ] && break
+        sleep 0.1
+    done
+    cmc=$(grep -a qxl_interrupt_client_monitors_config "$trace" | tail -1)
+    [ "$(grep -a -c qxl_interrupt_client_monitors_config "$trace")" -gt "$cmc0" ]
+    ok $? "QEMU's qxl put the client's monitors config in its ROM for the guest (trace qxl_interrupt_client_monitors_config: device $(echo "$cmc" | awk '{print $(NF-2)}'), $(echo "$cmc" | awk '{print $(NF-1)}') heads, the client's display slots)" "no new qxl_interrupt_client_monitors_config event: $cmc"
+    gcmd 30 "for i in \$(seq 100); do xrandr | grep -q '^ *912x684' && break; sleep 0.1; done; xrandr | grep -E '^Screen|^ *912x684|\\*'"
+    echo "$GOUT" | grep -q -E '^ *912x684 .*\+'
+    ok $? "drm/qxl read it: xrandr offers 912x684 as the preferred mode ($(echo "$GOUT" | grep -E '^ *912x684' | tr -s ' '))" "$(gdiag)"
+    applied=$(echo "$GOUT" | grep -c 'current 912 x 684')
+    gcmd 60 "xrandr --output ${output:-Virtual-1} --auto && $(root_tile 10a040 ffffff) && xrandr | grep -E '^Screen'"
+    echo "$GOUT" | grep -q 'current 912 x 684'
+    ok $? "xrandr --auto set it: the screen is 912 x 684 (${GT:-?} s; the agent had $([ "$applied" -gt 0 ] || echo "not ")set it before)" "$(gdiag)"
+    mid=(size=912x684 photo@100,50 tile=10a040,ffffff@0,0,100,684 tile=10a040,ffffff@356,0,556,684)
+    screendump_until "$run/agent.ppm" 30 "${mid[@]}"
+    ok $? "QMP screendump is 912x684 and shows the redrawn root and the image ($TRIES screendumps)" "$WHY"
+    client_wait '"event": "primary-create", "width": 912, "height": 684' 30
+    ok $? "the spice client got a 912x684 primary surface" "$(grep primary "$run/client.log" | tail -2 | tr '\n' ' ')"
+    client_until "$run/client.raw" 30 "${mid[@]}"
+    ok $? "the spice client's picture shows them at 912x684 ($TRIES dumps)" "$WHY"
+    # and back, the same way
+    client_resize 1024 768
+    gcmd 60 "for i in \$(seq 100); do xrandr | grep -q -E '^ *1024x768 .*\\+' && break; sleep 0.1; done;
+        xrandr --output ${output:-Virtual-1} --auto && $(root_tile ff8000 0040c0) && xrandr | grep -E '^Screen'"
+    echo "$GOUT" | grep -q 'current 1024 x 768'
+    ok $? "the client asked for 1024x768 again: preferred, set, the screen is 1024 x 768 (${GT:-?} s)" "$(gdiag)"
+    screendump_until "$run/agent-back.ppm" 30 "${shown[@]}"
+    ok $? "QMP screendump is 1024x768 again and shows the root and the image ($TRIES screendumps)" "$WHY"
+    client_until "$run/client.raw" 30 "${shown[@]}"
+    ok $? "the spice client's picture too ($TRIES dumps)" "$WHY"
+    note "agent section: $((SECONDS - t_agent)) s"
 fi
 
 # --- 8. a frozen client (the spice-server series) -------------------------------------------
