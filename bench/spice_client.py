@@ -137,7 +137,8 @@ def main(argv):
                 req = f.read().split()
         except (OSError, TypeError):
             req = []
-        if len(req) == 3 and req[0] == 'resize' and 'main' in channels:
+        if (len(req) == 3 and req[0] == 'resize' and req[1].isdigit() and
+                req[2].isdigit() and 'main' in channels):
             w, h = int(req[1]), int(req[2])
             main = channels['main']
             main.update_display_enabled(0, True, False)
