@@ -152,9 +152,11 @@ class Guest:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             with open(self.serial, 'rb') as f:
-                for line in f.read().decode('latin-1').splitlines():
-                    if r.search(line):
-                        return line.strip()
+                data = f.read()
+            # complete lines only: the guest may be half-way through one
+            for line in data[:data.rfind(b'\n') + 1].decode('latin-1').splitlines():
+                if r.search(line):
+                    return line.strip()
             if self.proc.poll() is not None:
                 raise RuntimeError(f'QEMU exited ({self.proc.returncode})')
             time.sleep(0.2)
